@@ -1,0 +1,34 @@
+"""mrgfast: fast, clinically aligned GRPO training for radiology report generation.
+
+The top level is the reward engine's Python API (labelling, MCCS, clinical-efficacy metrics);
+`mrgfast.reward` holds drop-in reward functions, `mrgfast.kernels` the fused GRPO loss and
+`mrgfast.train` the trainer.
+"""
+
+from mrgfast.engine import (
+    BLANK,
+    COMPETITION_FIVE,
+    DEFAULT_MARGIN,
+    DEFAULT_UNCERTAIN,
+    OBSERVATIONS,
+    ce_metrics,
+    label,
+    mccs,
+    mccs_from_labels,
+    mccs_group,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BLANK",
+    "COMPETITION_FIVE",
+    "DEFAULT_MARGIN",
+    "DEFAULT_UNCERTAIN",
+    "OBSERVATIONS",
+    "ce_metrics",
+    "label",
+    "mccs",
+    "mccs_from_labels",
+    "mccs_group",
+]

@@ -1,0 +1,3 @@
+from mrgfast.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Type stubs for the Rust extension `mrgfast._core`.
+
+Arrays cross the boundary as bytes: label rows are n×14 int8 codes (1, 0, -1, BLANK) and scores
+are little-endian float64. Use the wrappers in `mrgfast` (NumPy arrays) rather than these.
+Every batch function releases the GIL; `threads=None` uses every core, 1 runs on the caller's
+thread. A non-str item raises TypeError naming its index; mismatched lengths and out-of-range
+parameters raise ValueError.
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+OBSERVATIONS: List[str]
+"""The 14 CheXpert observations in column order."""
+BLANK: int
+"""Code for "not mentioned" in int8 label rows (-128)."""
+DEFAULT_MARGIN: float
+"""Default MCCS margin m (0.5)."""
+DEFAULT_UNCERTAIN: float
+"""Default signed-vector value of an uncertain finding (+1.0)."""
+__version__: str
+
+def label(reports: Sequence[str], threads: Optional[int] = None) -> bytes:
+    """Label each report; returns len(reports)×14 int8 codes, row-major, as bytes."""
+
+def mccs_pairs(
+    generated: Sequence[str],
+    references: Sequence[str],
+    margin: float = 0.5,
+    uncertain: float = 1.0,
+    threads: Optional[int] = None,
+) -> bytes:
+    """MCCS of generated[i] against references[i]; float64 bytes. Lengths must match."""
+
+def mccs_group(
+    generated: Sequence[str],
+    reference: str,
+    margin: float = 0.5,
+    uncertain: float = 1.0,
+    threads: Optional[int] = None,
+) -> bytes:
+    """MCCS of every completion against one reference, labelled once; float64 bytes."""
+
+def mccs_from_labels(generated: bytes, references: bytes, margin: float = 0.5, uncertain: float = 1.0) -> bytes:
+    """MCCS from int8 label rows (n×14 bytes each); float64 bytes."""
+
+def ce_metrics(
+    predicted: bytes, references: bytes, columns: List[int], uncertain_positive: bool = False
+) -> Tuple[
+    List[Tuple[int, int, int, int, int, float, float, float]],
+    Tuple[float, float, float],
+    Tuple[float, float, float],
+]:
+    """CE metrics over the given columns of int8 label rows.
+
+    Returns ([(column, tp, fp, fn, tn, precision, recall, f1), ...], micro (p, r, f1), macro (p, r, f1)).
+    An empty denominator scores 0.
+    """

@@ -1,0 +1,164 @@
+"""Python API over the Rust engine (`mrgfast._core`): NumPy arrays in and out, records on request.
+
+The extension returns raw bytes so it stays abi3 and NumPy-free; this module views them as
+arrays without copying and turns label rows into CheXpert-style records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from mrgfast import _core
+
+OBSERVATIONS: tuple = tuple(_core.OBSERVATIONS)
+"""The 14 CheXpert observations; the column order of every label array."""
+
+BLANK: int = int(_core.BLANK)
+"""Code of an observation the report does not mention in int8 arrays (-128)."""
+
+DEFAULT_MARGIN: float = float(_core.DEFAULT_MARGIN)
+DEFAULT_UNCERTAIN: float = float(_core.DEFAULT_UNCERTAIN)
+
+COMPETITION_FIVE: tuple = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+"""The 5-observation CheXpert competition subset used by many report-generation papers."""
+
+Record = Dict[str, Optional[float]]
+
+
+def label(
+    reports: Sequence[str], *, threads: Optional[int] = None, records: bool = False
+) -> Union[np.ndarray, List[Record]]:
+    """Label reports with the 14 CheXpert codes (1, 0, -1, `BLANK`).
+
+    Returns an (n, 14) int8 array, or with `records=True` one dict per report mapping each
+    observation to 1.0 / 0.0 / -1.0 / None, the CheXpert CSV convention. `threads=None` uses
+    every core; the GIL is released while labelling.
+    """
+    rows = np.frombuffer(_core.label(reports, threads), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
+    return to_records(rows) if records else rows
+
+
+def to_records(labels: np.ndarray) -> List[Record]:
+    """CheXpert-style records from an (n, 14) int8 label array."""
+    labels = _as_labels(labels, "labels")
+    return [
+        {obs: (None if code == BLANK else float(code)) for obs, code in zip(OBSERVATIONS, row.tolist())}
+        for row in labels
+    ]
+
+
+def to_float(labels: np.ndarray) -> np.ndarray:
+    """An int8 label array as float32 with NaN for blank (as in the CheXpert CSVs)."""
+    labels = _as_labels(labels, "labels")
+    out = labels.astype(np.float32)
+    out[labels == BLANK] = np.nan
+    return out
+
+
+def mccs(
+    generated: Sequence[str],
+    references: Sequence[str],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
+    threads: Optional[int] = None,
+) -> np.ndarray:
+    """MCCS of `generated[i]` against `references[i]`, float64 in [0, 1]."""
+    out = _core.mccs_pairs(generated, references, margin, uncertain, threads)
+    return np.frombuffer(out, dtype="<f8").copy()
+
+
+def mccs_group(
+    generated: Sequence[str],
+    reference: str,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
+    threads: Optional[int] = None,
+) -> np.ndarray:
+    """MCCS of many completions against one shared reference, which is labelled once."""
+    out = _core.mccs_group(generated, reference, margin, uncertain, threads)
+    return np.frombuffer(out, dtype="<f8").copy()
+
+
+def mccs_from_labels(
+    generated: np.ndarray,
+    references: np.ndarray,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
+) -> np.ndarray:
+    """MCCS from label arrays already computed (n×14 int8 each)."""
+    g = _as_labels(generated, "generated")
+    r = _as_labels(references, "references")
+    return np.frombuffer(_core.mccs_from_labels(g.tobytes(), r.tobytes(), margin, uncertain), dtype="<f8").copy()
+
+
+def ce_metrics(
+    predicted: Union[np.ndarray, Sequence[str]],
+    references: Union[np.ndarray, Sequence[str]],
+    *,
+    uncertain_positive: bool = False,
+    subset: Optional[Sequence[str]] = None,
+    threads: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Clinical-efficacy precision, recall and F1: per observation, micro and macro.
+
+    Inputs are label arrays (n×14 int8) or report texts (labelled here). Binarisation follows
+    R2Gen: positive = 1, anything else 0; `uncertain_positive=True` also counts -1 as positive.
+    `subset` restricts the observations (default all 14; `COMPETITION_FIVE` for the 5-subset).
+    """
+    p = _labels_or_texts(predicted, "predicted", threads)
+    r = _labels_or_texts(references, "references", threads)
+    names = list(OBSERVATIONS) if subset is None else list(subset)
+    unknown = [n for n in names if n not in OBSERVATIONS]
+    if unknown:
+        raise ValueError(f"subset names unknown observations {unknown}; known: {list(OBSERVATIONS)}")
+    if not names:
+        raise ValueError("subset is empty")
+    columns = [OBSERVATIONS.index(n) for n in names]
+    per, micro, macro = _core.ce_metrics(p.tobytes(), r.tobytes(), columns, uncertain_positive)
+    per_observation = {
+        OBSERVATIONS[col]: {
+            "precision": prec,
+            "recall": rec,
+            "f1": f1,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": tn,
+            "support": tp + fn,
+        }
+        for col, tp, fp, fn, tn, prec, rec, f1 in per
+    }
+    return {
+        "n": int(p.shape[0]),
+        "observations": names,
+        "uncertain_positive": uncertain_positive,
+        "per_observation": per_observation,
+        "micro": dict(zip(("precision", "recall", "f1"), micro)),
+        "macro": dict(zip(("precision", "recall", "f1"), macro)),
+    }
+
+
+def _labels_or_texts(x: Any, name: str, threads: Optional[int]) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return _as_labels(x, name)
+    return label(x, threads=threads)
+
+
+def _as_labels(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.shape[1] != len(OBSERVATIONS):
+        raise ValueError(f"{name} must have shape (n, {len(OBSERVATIONS)}), got {arr.shape}")
+    if arr.dtype != np.int8:
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{name} must be an integer label array (int8 codes), got dtype {arr.dtype}")
+        bad = ~np.isin(arr, (1, 0, -1, BLANK))
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"{name}[{i}, {j}] ({OBSERVATIONS[j]}) is {arr[i, j]}, not a code (1, 0, -1 or {BLANK})")
+        arr = arr.astype(np.int8)
+    return np.ascontiguousarray(arr)
