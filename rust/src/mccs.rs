@@ -64,7 +64,8 @@ pub fn ccs(g: &[f64; N_SIGNED], r: &[f64; N_SIGNED]) -> f64 {
     match (gg == 0.0, rr == 0.0) {
         (true, true) => 1.0,
         (true, false) | (false, true) => 0.0,
-        _ => (dot / (gg.sqrt() * rr.sqrt())).clamp(-1.0, 1.0),
+        // sqrt(gg·rr) rather than sqrt(gg)·sqrt(rr): identical vectors then give exactly 1.
+        _ => (dot / (gg * rr).sqrt()).clamp(-1.0, 1.0),
     }
 }
 
