@@ -1,0 +1,153 @@
+"""``mrgfast label IN [-o OUT]``: CheXpert labels for a file of reports, streamed."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import List
+
+HELP = "label reports with the 14 CheXpert observations (CSV / JSONL / text in; CheXpert CSV or JSONL out)"
+
+DESCRIPTION = """\
+Label every report of IN with the 14 CheXpert observations (1 positive, 0 negative, -1 uncertain,
+blank when not mentioned) and write a CheXpert-style CSV (a `Reports` column and the 14
+observation columns, blanks empty) or JSONL (one object per report: `line`, `id` when the input
+has one, `report`, then the observations with null for blank).
+
+IN is a CSV file with a named text column, a JSONL file with a named field, or a text file with
+one report per line ('-' reads stdin). The file is streamed in chunks, so it may be larger than
+memory. A bad row (invalid JSON or UTF-8, missing field, wrong field count, empty line) stops the
+run with FILE:LINE and the reason, leaving no output file; --skip-bad reports each bad row and
+goes on.
+"""
+
+
+def add_parser(sub) -> None:
+    from mrgfast.cli._io import add_input_options
+
+    p = sub.add_parser("label", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="reports to label: .csv, .jsonl (or .ndjson/.json), else one per line")
+    p.add_argument("-o", "--output", metavar="OUT", default=None,
+                   help="output file (.jsonl/.ndjson: JSONL, else CSV); default: CSV on stdout")
+    p.add_argument("--output-format", choices=("csv", "jsonl"), default=None,
+                   help="output format (default: from OUT's extension, CSV for stdout)")
+    add_input_options(p)
+    p.add_argument("--extract-report", action="store_true",
+                   help="label only the <report>...</report> block of each text (model completions); "
+                        "the Reports column keeps the text as given")
+    p.add_argument("--skip-bad", action="store_true", help="report bad rows on stderr and go on instead of stopping")
+    p.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
+    p.add_argument("--chunk-size", type=int, default=8192, help="reports labelled per batch (default 8192)")
+    progress = p.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="always show the progress bar (default: only on a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
+    p.set_defaults(func=run)
+
+
+def _output_format(args) -> str:
+    if args.output_format:
+        return args.output_format
+    if args.output and args.output.lower().endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    return "csv"
+
+
+def _code(code: int, blank: int) -> str:
+    return "" if code == blank else f"{float(code):.1f}"
+
+
+def run(args) -> int:
+    import mrgfast
+    from mrgfast.cli._io import BadRow, InputError, atomic_writer, read_rows
+    from mrgfast.reward.format import extract_report
+
+    if args.chunk_size < 1:
+        print("mrgfast label: --chunk-size must be >= 1", file=sys.stderr)
+        return 2
+    if args.threads is not None and args.threads < 1:
+        print("mrgfast label: --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.input == "-" and args.format is None:
+        args.format = "txt"
+    out_fmt = _output_format(args)
+    observations = list(mrgfast.OBSERVATIONS)
+    blank = mrgfast.BLANK
+
+    try:
+        stream = read_rows(args.input, fmt=args.format, text_field=args.field, id_field=args.id_field,
+                           progress=args.progress, desc="labelling")
+        writer_file = atomic_writer(args.output, newline="" if out_fmt == "csv" else None)
+    except InputError as e:
+        print(f"mrgfast label: {e}", file=sys.stderr)
+        return 1
+
+    out = writer_file.f
+    csv_out = csv.writer(out, lineterminator="\n") if out_fmt == "csv" else None
+    if csv_out is not None:
+        csv_out.writerow(["Reports", *observations])
+
+    n_rows = 0
+    bad: List[BadRow] = []
+    chunk = []
+
+    def flush() -> None:
+        nonlocal n_rows
+        if not chunk:
+            return
+        texts = [r.text for r in chunk]
+        if args.extract_report:
+            texts = [extract_report(t) for t in texts]
+        labels = mrgfast.label(texts, threads=args.threads)
+        if csv_out is not None:
+            csv_out.writerows([r.text, *(_code(c, blank) for c in row)] for r, row in zip(chunk, labels.tolist()))
+        else:
+            lines = []
+            for r, row in zip(chunk, labels.tolist()):
+                obj = {"line": r.line}
+                if r.id is not None:
+                    obj["id"] = r.id
+                obj["report"] = r.text
+                obj.update({o: (None if c == blank else float(c)) for o, c in zip(observations, row)})
+                lines.append(json.dumps(obj, ensure_ascii=False))
+            if lines:
+                out.write("\n".join(lines) + "\n")
+        n_rows += len(chunk)
+        chunk.clear()
+
+    try:
+        for item in stream:
+            if isinstance(item, BadRow):
+                if not args.skip_bad:
+                    writer_file.abort()
+                    print(f"mrgfast label: {item}", file=sys.stderr)
+                    if args.output:
+                        print("mrgfast label: no output written (use --skip-bad to label the good rows)", file=sys.stderr)
+                    return 1
+                print(f"mrgfast label: skipped {item}", file=sys.stderr)
+                bad.append(item)
+                continue
+            chunk.append(item)
+            if len(chunk) >= args.chunk_size:
+                flush()
+        flush()
+    except InputError as e:
+        writer_file.abort()
+        print(f"mrgfast label: {e}", file=sys.stderr)
+        return 1
+    except BaseException:
+        writer_file.abort()
+        raise
+    writer_file.commit()
+
+    where = args.output or "stdout"
+    summary = f"mrgfast label: labelled {n_rows} reports from {args.input} -> {where} ({out_fmt})"
+    if bad:
+        lines = ", ".join(str(b.line) for b in bad[:20]) + (", ..." if len(bad) > 20 else "")
+        summary += f"; skipped {len(bad)} bad rows (lines {lines})"
+    if n_rows == 0:
+        summary += "; the input holds no reports"
+    print(summary, file=sys.stderr)
+    return 0

@@ -1,0 +1,104 @@
+"""Machinery shared by the reward callables: names, malformed-completion accounting, columns."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from mrgfast.reward.completions import normalize_completions
+
+logger = logging.getLogger("mrgfast.reward")
+
+# Keyword arguments TRL passes to every reward function besides the dataset columns.
+TRL_EXTRA_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
+
+
+class RewardFunction:
+    """Base of the TRL-style reward callables.
+
+    ``__call__(prompts=None, completions=None, completion_ids=None, **columns) -> list[float]``
+    is TRL's reward-function signature. Instances carry ``__name__`` (TRL names the logged reward
+    after it) and count malformed completions: ``malformed_total`` over the object's life, plus one
+    ``<name>/malformed`` metric per call through TRL's ``log_metric`` when the trainer passes it.
+    """
+
+    __name__: str = "reward"
+
+    def __init__(self, name: str):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.__name__ = name
+        self.__qualname__ = name
+        self.malformed_total = 0
+        self.completions_total = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.__name__!r})"
+
+    # picklable (Ray, multiprocessing, deepcopy): the lock is per process
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _texts(self, completions: Any) -> Tuple[List[Optional[str]], List[int]]:
+        if completions is None:
+            raise TypeError(f"{self.__name__}: completions is required (a list of strings or chat messages)")
+        texts, bad = normalize_completions(completions)
+        with self._lock:
+            self.completions_total += len(texts)
+            self.malformed_total += len(bad)
+        if bad:
+            shown = ", ".join(str(i) for i in bad[:8]) + (", ..." if len(bad) > 8 else "")
+            logger.warning(
+                "%s: %d of %d completions are malformed (None or not text); they score 0.0 (indices %s)",
+                self.__name__, len(bad), len(texts), shown,
+            )
+        return texts, bad
+
+    def _log_metrics(self, columns: Mapping[str, Any], metrics: Dict[str, float]) -> None:
+        log_metric = columns.get("log_metric")
+        if callable(log_metric):
+            for key, value in metrics.items():
+                log_metric(f"{self.__name__}/{key}", float(value))
+
+
+def reference_column(columns: Mapping[str, Any], column: str, n: int, who: str) -> List[str]:
+    """The reference texts of a batch, checked: present, one per completion, all strings."""
+    if column not in columns:
+        available = sorted(k for k in columns if k not in TRL_EXTRA_KWARGS)
+        raise KeyError(
+            f"{who}: the reference column {column!r} is missing; the reward function received the "
+            f"columns {available}. Add a {column!r} column to the dataset or pass "
+            f"reference_column=<name> to the reward's constructor."
+        )
+    refs = columns[column]
+    if isinstance(refs, str) or not hasattr(refs, "__len__"):
+        raise TypeError(
+            f"{who}: column {column!r} must hold one reference per completion (a list), "
+            f"got {type(refs).__name__}"
+        )
+    if len(refs) != n:
+        raise ValueError(
+            f"{who}: column {column!r} has {len(refs)} values but there are {n} completions; "
+            "pass one reference per completion"
+        )
+    refs = list(refs)
+    for i, r in enumerate(refs):
+        if not isinstance(r, str):
+            raise TypeError(
+                f"{who}: column {column!r} value {i} is {type(r).__name__}, not a string (the reference report)"
+            )
+    return refs
+
+
+def check_length(name: str, values: Sequence[Any], n: int, who: str) -> None:
+    if values is not None and len(values) != n:
+        raise ValueError(f"{who}: {name} has {len(values)} items but there are {n} completions")

@@ -1,0 +1,145 @@
+"""The clinical reward: MCCS of each completion's report against its reference report.
+
+A GRPO batch holds G completions per prompt, all sharing the prompt's reference. The batch is
+scored with one labelling pass: the distinct references (each labelled once, however many
+completions share it, consecutive or not) and the extracted reports of the well-formed
+completions go through ``mrgfast.label`` together, then ``mrgfast.mccs_from_labels`` compares
+each completion's row with its reference's row. This is exactly ``mrgfast.mccs`` pairwise (the
+tests check it) at a fraction of the labelling work.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from mrgfast import engine
+from mrgfast.reward._common import RewardFunction, check_length, reference_column
+from mrgfast.reward.format import parse_completion
+
+
+def _check_params(margin: float, uncertain: float) -> None:
+    if not (0.0 <= float(margin) < 1.0):
+        raise ValueError(f"margin must lie in [0, 1), got {margin!r}")
+    if not (-1.0 <= float(uncertain) <= 1.0):
+        raise ValueError(f"uncertain must lie in [-1, 1], got {uncertain!r}")
+
+
+def mccs_scores(
+    texts: Sequence[Optional[str]],
+    references: Sequence[str],
+    *,
+    margin: float = engine.DEFAULT_MARGIN,
+    uncertain: float = engine.DEFAULT_UNCERTAIN,
+    threads: Optional[int] = None,
+    extract: bool = True,
+) -> np.ndarray:
+    """MCCS of ``texts[i]`` against ``references[i]``; ``None`` texts score 0.0.
+
+    ``extract=True`` scores :func:`~mrgfast.reward.extract_report` of each text (the report block of a
+    ``<think>…</think><report>…</report>`` completion). Each distinct reference is labelled once.
+    """
+    if len(references) != len(texts):
+        raise ValueError(f"{len(texts)} completions but {len(references)} references")
+    if extract:
+        texts = [None if t is None else parse_completion(t)[0] for t in texts]
+    return mccs_of_reports(texts, references, margin=margin, uncertain=uncertain, threads=threads)
+
+
+def mccs_of_reports(
+    reports: Sequence[Optional[str]],
+    references: Sequence[str],
+    *,
+    margin: float = engine.DEFAULT_MARGIN,
+    uncertain: float = engine.DEFAULT_UNCERTAIN,
+    threads: Optional[int] = None,
+) -> np.ndarray:
+    """MCCS of report texts (already extracted) against references; ``None`` scores 0.0.
+
+    One ``mrgfast.label`` call labels each distinct reference once and every report, then
+    ``mrgfast.mccs_from_labels`` pairs the rows.
+    """
+    n = len(reports)
+    if len(references) != n:
+        raise ValueError(f"{n} completions but {len(references)} references")
+    out = np.zeros(n, dtype=np.float64)
+    valid = [i for i, t in enumerate(reports) if t is not None]
+    if not valid:
+        return out
+    ref_index: Dict[str, int] = {}
+    ref_of = np.empty(len(valid), dtype=np.intp)
+    for k, i in enumerate(valid):
+        r = references[i]
+        j = ref_index.get(r)
+        if j is None:
+            j = ref_index[r] = len(ref_index)
+        ref_of[k] = j
+    unique_refs = list(ref_index)
+    labels = engine.label(unique_refs + [reports[i] for i in valid], threads=threads)
+    ref_labels = labels[: len(unique_refs)][ref_of]
+    gen_labels = labels[len(unique_refs):]
+    scores = engine.mccs_from_labels(gen_labels, ref_labels, margin=margin, uncertain=uncertain)
+    out[np.asarray(valid, dtype=np.intp)] = scores
+    return out
+
+
+class MCCSReward(RewardFunction):
+    """TRL reward function: the MCCS of each completion against the reference in a dataset column.
+
+    Parameters
+    ----------
+    reference_column:
+        Dataset column holding the reference report (default ``"report"``, R2Gen's field name).
+    margin, uncertain:
+        MCCS margin ``m`` and the signed value of an uncertain finding (see ``mrgfast.mccs``).
+    threads:
+        Labelling threads (``None``: every core).
+    extract:
+        Score the ``<report>`` block of each completion (default) rather than the whole text.
+    name:
+        ``__name__`` of the instance; TRL logs the reward as ``rewards/<name>/mean``.
+
+    Call it as TRL does: ``reward(prompts=..., completions=..., completion_ids=..., report=[...])``.
+    Malformed completions (``None``, non-text) score 0.0 and are counted in ``<name>/malformed``.
+    """
+
+    def __init__(
+        self,
+        reference_column: str = "report",
+        margin: float = engine.DEFAULT_MARGIN,
+        uncertain: float = engine.DEFAULT_UNCERTAIN,
+        threads: Optional[int] = None,
+        *,
+        extract: bool = True,
+        name: str = "mccs_reward",
+    ):
+        super().__init__(name)
+        if not isinstance(reference_column, str) or not reference_column:
+            raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
+        _check_params(margin, uncertain)
+        self.reference_column = reference_column
+        self.margin = float(margin)
+        self.uncertain = float(uncertain)
+        self.threads = threads
+        self.extract = extract
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+        texts, bad = self._texts(completions)
+        check_length("prompts", prompts, len(texts), self.__name__)
+        refs = reference_column(columns, self.reference_column, len(texts), self.__name__)
+        scores = mccs_scores(
+            texts, refs, margin=self.margin, uncertain=self.uncertain, threads=self.threads, extract=self.extract
+        )
+        self._log_metrics(columns, {"malformed": len(bad)})
+        return scores.tolist()
+
+    def score(self, completions: Sequence[Any], references: Sequence[str]) -> List[float]:
+        """Score completions against references directly (no TRL keyword plumbing)."""
+        return self(completions=completions, **{self.reference_column: references})
+
+    def __repr__(self) -> str:
+        return (
+            f"MCCSReward(reference_column={self.reference_column!r}, margin={self.margin}, "
+            f"uncertain={self.uncertain}, threads={self.threads}, name={self.__name__!r})"
+        )

@@ -1,0 +1,85 @@
+"""Normalising what reward frameworks hand over as a "completion" into plain text.
+
+TRL passes completions either as strings (standard datasets) or as chat messages
+(conversational datasets): a list of ``{"role": "assistant", "content": ...}`` dicts whose content
+is a string or a list of parts such as ``{"type": "text", "text": "..."}``. This module turns each
+into one string, or ``None`` when the completion is malformed (``None`` itself, a number, a
+message without text content, a text part whose text is not a string...). Callers score a
+malformed completion 0.0 and count it; they never crash a training run over one bad sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
+
+
+def completion_text(completion: Any) -> Optional[str]:
+    """The text of one completion, or ``None`` when it is malformed.
+
+    Accepted forms:
+
+    * a string (returned as is);
+    * one message dict with a ``content`` key;
+    * a list/tuple of message dicts (TRL's conversational completions). The text of the
+      assistant messages is joined with newlines; messages without a role count as assistant
+      messages; when no message is an assistant message, all of them are used.
+
+    A message's content is a string, or a list of parts: ``{"type": "text", "text": str}`` parts
+    (and bare strings) contribute their text; parts of other types (images, tool calls) are
+    skipped. A message whose content yields no text at all is malformed.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _message_text(completion)
+    if isinstance(completion, (list, tuple)):
+        if not completion:
+            return None
+        if not all(isinstance(m, dict) for m in completion):
+            return None
+        chosen = [m for m in completion if m.get("role", "assistant") == "assistant"] or list(completion)
+        texts = []
+        for m in chosen:
+            t = _message_text(m)
+            if t is None:
+                return None
+            texts.append(t)
+        return "\n".join(texts)
+    return None
+
+
+def _message_text(message: dict) -> Optional[str]:
+    if "content" not in message:
+        return None
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                if part.get("type", "text") == "text" and "text" in part:
+                    if not isinstance(part["text"], str):
+                        return None
+                    texts.append(part["text"])
+                # other part types (image, tool_call, ...) carry no report text
+            else:
+                return None
+        if not texts:
+            return None
+        return "".join(texts)
+    return None
+
+
+def normalize_completions(completions: Sequence[Any]) -> Tuple[List[Optional[str]], List[int]]:
+    """Texts of all completions (``None`` for malformed ones) and the indices of the malformed."""
+    if isinstance(completions, (str, bytes)) or completions is None:
+        raise TypeError(
+            "completions must be a sequence of completions (strings or chat messages), "
+            f"got {type(completions).__name__}"
+        )
+    texts = [completion_text(c) for c in completions]
+    bad = [i for i, t in enumerate(texts) if t is None]
+    return texts, bad

@@ -1,0 +1,144 @@
+"""verl adapter: ``compute_score`` for verl's naive/prime reward managers and
+``compute_score_batch`` for its ``batch`` reward manager.
+
+verl loads a custom reward function from a file path, so point its config at this file::
+
+    MRG=$(python -c "import mrgfast.reward.verl as m; print(m.__file__)")
+    python -m verl.trainer.main_ppo ... \\
+        custom_reward_function.path=$MRG custom_reward_function.name=compute_score
+    # or, one call per batch (each distinct reference labelled once):
+        reward_model.reward_manager=batch \\
+        custom_reward_function.path=$MRG custom_reward_function.name=compute_score_batch
+
+The dataset's ``reward_model.ground_truth`` is the reference report; ``solution_str`` is the
+decoded response. Options go in ``custom_reward_function.reward_kwargs`` (``margin``,
+``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``). With
+``details=True`` each score is a dict ``{"score", "mccs", "format", "malformed"}`` and verl logs
+the extra keys. A ``None`` or non-text response scores 0.0 (counted in ``malformed``).
+
+This file is loaded by path (outside the package), so it imports only absolute names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from mrgfast import engine
+from mrgfast.reward.clinical import _check_params, mccs_of_reports
+from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
+from mrgfast.reward.completions import completion_text
+from mrgfast.reward.format import parse_completion
+
+logger = logging.getLogger("mrgfast.reward.verl")
+
+Score = Union[float, Dict[str, float]]
+
+
+def _reference(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):  # some datasets nest it: {"ground_truth": ...} / {"report": ...}
+        for key in ("ground_truth", "report"):
+            if isinstance(value.get(key), str):
+                return value[key]
+    raise TypeError(
+        f"mrgfast verl reward: {where} must be the reference report (a string), got {type(value).__name__}; "
+        "put the reference report in the dataset's reward_model.ground_truth"
+    )
+
+
+def _score_all(
+    solution_strs: Sequence[Any],
+    ground_truths: Sequence[Any],
+    *,
+    margin: float,
+    uncertain: float,
+    mccs_weight: float,
+    format_weight: float,
+    threads: Optional[int],
+    details: bool,
+    what: str,
+) -> List[Score]:
+    _check_params(margin, uncertain)
+    n = len(solution_strs)
+    if len(ground_truths) != n:
+        raise ValueError(f"mrgfast verl reward: {n} solution_strs but {len(ground_truths)} ground_truths")
+    refs = [_reference(g, f"{what}[{i}]" if what.endswith("s") else what) for i, g in enumerate(ground_truths)]
+    texts = [completion_text(s) for s in solution_strs]
+    bad = [i for i, t in enumerate(texts) if t is None]
+    if bad:
+        logger.warning("mrgfast verl reward: %d of %d responses are malformed; they score 0.0", len(bad), n)
+    parsed = [None if t is None else parse_completion(t) for t in texts]
+    f = np.array([0.0 if p is None else p[1] for p in parsed], dtype=np.float64)
+    m = mccs_of_reports([None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain,
+                        threads=threads)
+    total = float(mccs_weight) * m + float(format_weight) * f
+    if not details:
+        return total.tolist()
+    return [
+        {"score": float(total[i]), "mccs": float(m[i]), "format": float(f[i]), "malformed": float(texts[i] is None)}
+        for i in range(n)
+    ]
+
+
+def compute_score(
+    data_source: Any = None,
+    solution_str: Any = None,
+    ground_truth: Any = None,
+    extra_info: Optional[dict] = None,
+    *,
+    margin: float = engine.DEFAULT_MARGIN,
+    uncertain: float = engine.DEFAULT_UNCERTAIN,
+    mccs_weight: float = MCCS_WEIGHT,
+    format_weight: float = FORMAT_WEIGHT,
+    threads: Optional[int] = 1,
+    details: bool = False,
+    **kwargs: Any,
+) -> Score:
+    """verl's single-sample reward: ``mccs_weight · MCCS + format_weight · format`` in [0, 1].
+
+    ``threads`` defaults to 1: verl calls this once per sample (often from a process pool), so
+    spreading one report over threads only adds overhead.
+    """
+    return _score_all(
+        [solution_str], [ground_truth], margin=margin, uncertain=uncertain, mccs_weight=mccs_weight,
+        format_weight=format_weight, threads=threads, details=details, what="ground_truth",
+    )[0]
+
+
+def compute_score_batch(
+    data_sources: Sequence[Any] = (),
+    solution_strs: Sequence[Any] = (),
+    ground_truths: Sequence[Any] = (),
+    extra_infos: Optional[Sequence[Any]] = None,
+    *,
+    margin: float = engine.DEFAULT_MARGIN,
+    uncertain: float = engine.DEFAULT_UNCERTAIN,
+    mccs_weight: float = MCCS_WEIGHT,
+    format_weight: float = FORMAT_WEIGHT,
+    threads: Optional[int] = None,
+    details: bool = False,
+    **kwargs: Any,
+) -> List[Score]:
+    """verl's batched reward (``reward_model.reward_manager=batch``): one score per response.
+
+    The references shared by a group of responses are labelled once; the whole batch is labelled
+    in one multithreaded call.
+    """
+    solution_strs = list(solution_strs)
+    ground_truths = list(ground_truths)
+    if len(data_sources) and len(data_sources) != len(solution_strs):
+        raise ValueError(
+            f"mrgfast verl reward: {len(data_sources)} data_sources but {len(solution_strs)} solution_strs"
+        )
+    return _score_all(
+        solution_strs, ground_truths, margin=margin, uncertain=uncertain, mccs_weight=mccs_weight,
+        format_weight=format_weight, threads=threads, details=details, what="ground_truths",
+    )
+
+
+# verl's docs call the batched function by either name
+compute_scores = compute_score_batch

@@ -1,0 +1,158 @@
+"""Scoring generated reports against references: MCCS and clinical-efficacy (CE) metrics.
+
+:func:`score_pairs` labels each side once and derives everything from the labels: MCCS summary
+(mean, median, ...), CE precision/recall/F1 per observation with micro and macro averages over all
+14 observations, and the same over the 5-observation competition subset. :func:`format_table`
+renders the result as text, :func:`plot_f1` as a per-observation F1 bar chart. ``mrgfast score``,
+``mrgfast demo`` and ``mrgfast eval`` share them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from mrgfast import engine
+from mrgfast.reward.format import extract_report
+
+Texts = Union[Sequence[str], np.ndarray]
+
+
+def _labels(x: Texts, name: str, threads: Optional[int], extract: bool) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return engine._as_labels(x, name)
+    texts = list(x)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] is {type(t).__name__}, not a report string")
+    if extract:
+        texts = [extract_report(t) for t in texts]
+    return engine.label(texts, threads=threads)
+
+
+def score_pairs(
+    preds: Texts,
+    refs: Texts,
+    *,
+    ids: Optional[Sequence[str]] = None,
+    margin: float = engine.DEFAULT_MARGIN,
+    uncertain: float = engine.DEFAULT_UNCERTAIN,
+    uncertain_positive: bool = False,
+    threads: Optional[int] = None,
+    extract: bool = True,
+    per_sample: bool = True,
+) -> Dict[str, Any]:
+    """MCCS and CE metrics of ``preds[i]`` against ``refs[i]``.
+
+    ``preds`` / ``refs`` are report texts or (n, 14) int8 label arrays. ``extract=True`` scores the
+    ``<report>`` block of generated texts (:func:`mrgfast.reward.extract_report`; plain reports are
+    unchanged); references are used as they are. Returns a JSON-ready dict::
+
+        {"n", "params": {...}, "mccs": {"mean", "median", "std", "min", "max"},
+         "ce": {"all": ce_metrics(...), "five": ce_metrics(..., subset=COMPETITION_FIVE)},
+         "per_sample": [{"id", "mccs"}, ...]}
+    """
+    if not isinstance(preds, np.ndarray) and not isinstance(refs, np.ndarray):
+        if len(preds) != len(refs):
+            raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
+    p = _labels(preds, "preds", threads, extract)
+    r = _labels(refs, "refs", threads, False)
+    if p.shape[0] != r.shape[0]:
+        raise ValueError(f"{p.shape[0]} predictions but {r.shape[0]} references")
+    n = int(p.shape[0])
+    if n == 0:
+        raise ValueError("nothing to score: no report pairs")
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} report pairs")
+    scores = engine.mccs_from_labels(p, r, margin=margin, uncertain=uncertain)
+    ce_all = engine.ce_metrics(p, r, uncertain_positive=uncertain_positive)
+    ce_five = engine.ce_metrics(p, r, uncertain_positive=uncertain_positive, subset=engine.COMPETITION_FIVE)
+    result: Dict[str, Any] = {
+        "n": n,
+        "params": {
+            "margin": float(margin),
+            "uncertain": float(uncertain),
+            "uncertain_positive": bool(uncertain_positive),
+            "extract_report": bool(extract),
+        },
+        "mccs": {
+            "mean": float(scores.mean()),
+            "median": float(np.median(scores)),
+            "std": float(scores.std()),
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+        },
+        "ce": {"all": ce_all, "five": ce_five},
+    }
+    if per_sample:
+        keys = list(ids) if ids is not None else list(range(n))
+        result["per_sample"] = [{"id": k, "mccs": float(s)} for k, s in zip(keys, scores.tolist())]
+    return result
+
+
+def _f(x: float) -> str:
+    return "  nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def format_table(result: Dict[str, Any], *, title: Optional[str] = None) -> str:
+    """The result of :func:`score_pairs` as a text table (MCCS summary, then the CE table)."""
+    lines: List[str] = []
+    if title:
+        lines.append(title)
+    m = result["mccs"]
+    params = result["params"]
+    lines.append(
+        f"pairs: {result['n']}   MCCS mean {m['mean']:.4f}   median {m['median']:.4f}   "
+        f"(margin {params['margin']}, uncertain {params['uncertain']})"
+    )
+    binar = "positive or uncertain = 1" if params["uncertain_positive"] else "positive = 1, else 0"
+    lines.append(f"clinical efficacy ({binar}):")
+    ce = result["ce"]["all"]
+    width = max(len(o) for o in engine.OBSERVATIONS) + 2
+    header = f"  {'observation':<{width}}{'P':>7}{'R':>7}{'F1':>7}{'support':>9}{'pred+':>7}"
+    rule = "  " + "-" * (len(header) - 2)
+    lines += [header, rule]
+    for obs, row in ce["per_observation"].items():
+        mark = "*" if obs in engine.COMPETITION_FIVE else " "
+        lines.append(
+            f"  {obs + mark:<{width}}{_f(row['precision']):>7}{_f(row['recall']):>7}{_f(row['f1']):>7}"
+            f"{row['support']:>9}{row['tp'] + row['fp']:>7}"
+        )
+    lines.append(rule)
+    for label, key in (("micro (14)", "all"), ("macro (14)", "all"), ("micro (5*)", "five"), ("macro (5*)", "five")):
+        avg = result["ce"][key]["micro" if label.startswith("micro") else "macro"]
+        lines.append(f"  {label:<{width}}{_f(avg['precision']):>7}{_f(avg['recall']):>7}{_f(avg['f1']):>7}")
+    lines.append("  * the 5-observation competition subset (" + ", ".join(engine.COMPETITION_FIVE) + ")")
+    return "\n".join(lines)
+
+
+def plot_f1(result: Dict[str, Any], path: str, *, title: Optional[str] = None) -> str:
+    """A per-observation F1 bar chart (PNG) with the micro/macro F1 as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ce = result["ce"]["all"]
+    names = list(ce["per_observation"])
+    f1 = [ce["per_observation"][o]["f1"] for o in names]
+    colors = ["#c0392b" if o in engine.COMPETITION_FIVE else "#2e86c1" for o in names]
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    y = np.arange(len(names))
+    ax.barh(y, f1, color=colors)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1")
+    ax.axvline(ce["micro"]["f1"], color="black", ls="--", lw=1, label=f"micro F1 {ce['micro']['f1']:.3f}")
+    ax.axvline(ce["macro"]["f1"], color="gray", ls=":", lw=1.2, label=f"macro F1 {ce['macro']['f1']:.3f}")
+    for yi, v in zip(y, f1):
+        ax.text(min(v + 0.01, 0.93), yi, f"{v:.2f}", va="center", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or f"CE F1 per observation (n = {result['n']}; red: 5-observation subset)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,29 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import mrgfast
+from mrgfast import engine
+
+from fakelabel import fake_label_rows
+
+
+@pytest.fixture
+def fake_labeler(monkeypatch):
+    """Replace the engine's labeler with `fake_label_rows`, recording every call's inputs."""
+    calls = []
+
+    def label(reports, *, threads=None, records=False):
+        for i, r in enumerate(reports):
+            if not isinstance(r, str):
+                raise TypeError(f"reports[{i}] is not a str")
+        calls.append(list(reports))
+        rows = fake_label_rows(reports)
+        return engine.to_records(rows) if records else rows
+
+    monkeypatch.setattr(engine, "label", label)
+    monkeypatch.setattr(mrgfast, "label", label)
+    return calls
