@@ -1,0 +1,568 @@
+"""Pure-Python reference of mrgfast's rule-based CheXpert labeler.
+
+It reads the same rule file as the Rust engine (``rules.txt`` next to this module, compiled into
+the extension with ``include_str!``) and implements the same algorithm step by step, written for
+clarity rather than speed. It is the oracle of the differential tests (Rust == Python on random and
+mutated reports) and the baseline of the reward benchmark.
+
+The algorithm, shared with ``rust/src/labeler``:
+
+1. Tokenise (ASCII-lowercased words ``[a-z0-9]+``, commas, colons, sentence breaks, paragraph
+   breaks). A period ends a sentence unless it sits between two digits ("1.5 cm") or follows an
+   abbreviation ("Dr.", "vs.", "e.g."); ``? ! ;`` end sentences; a blank line is a paragraph
+   break; a single newline ends a sentence only before a list item ("-", "*", "•", a digit) or a
+   capitalised word ("Mild"). Everything else (other punctuation, non-ASCII, control characters)
+   separates words. Runs of commas/colons collapse to the last one.
+2. Match the rule phrases leftmost-longest over the token stream (Aho-Corasick in Rust); phrases
+   never cross a sentence break. A section header ("INDICATION:") starts a new sentence; the
+   sentence after a skip header is ignored.
+3. Per sentence, per finding mention: uncertain if a "cannot exclude" trigger covers it; else
+   negative if a negation trigger covers it; else uncertain if an uncertainty trigger covers it;
+   else positive. A trigger covers mentions up to a window of words after it (``*_pre``) or
+   before it (``*_post``), never across a contrast word (``@term``) or clause start (``@clause``).
+4. Descriptors ("heart size", "lungs", "costophrenic angles") take the modifier next to them
+   ("enlarged heart"), else the first modifier cluster after them, else the nearest one before;
+   abnormal modifiers are scoped like mentions, normal ones give 0, borderline/stable give -1.
+5. Report level: positive > uncertain > negative > blank; No Finding = 1 when the text is not
+   blank and nothing but Support Devices is positive or uncertain.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+OBSERVATIONS: Tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+N_OBS = len(OBSERVATIONS)
+POSITIVE, NEGATIVE, UNCERTAIN, BLANK = 1, 0, -1, -128
+NO_FINDING, SUPPORT_DEVICES = 0, 13
+
+RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.txt")
+
+TRIGGER_ROLES = ("neg_pre", "neg_post", "unc_pre", "unc_post", "strong_pre", "strong_post",
+                 "strong_near", "unc_or")
+MOD_CLASSES = ("abnormal", "normal", "uncertain", "stable")
+PARAMS = ("pre_window", "post_window", "or_window", "or_window_before", "near_window", "desc_window",
+          "prenominal_skip")
+
+# token kinds
+WORD, COMMA, COLON, BREAK, PARA = 0, 1, 2, 3, 4
+_PUNCT_TEXT = {COMMA: ",", COLON: ":", BREAK: "|", PARA: "#"}
+
+# Unicode White_Space (Rust's char::is_whitespace): a report made only of these is empty.
+WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+                       "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_NEWLINE_SPACE = frozenset(" \t\r\n\x0b\x0c")
+
+
+class Entry:
+    """One rule phrase and everything it means (roles add up over sections)."""
+
+    __slots__ = ("tokens", "prefix", "mentions", "desc_group", "desc_targets", "mods", "triggers",
+                 "term", "clause", "header", "skip", "connect")
+
+    def __init__(self, tokens: Tuple[str, ...], prefix: bool):
+        self.tokens = tokens
+        self.prefix = prefix
+        self.mentions: List[Tuple[int, bool, bool]] = []  # (observation, u flag, p flag)
+        self.desc_group: Optional[str] = None
+        self.desc_targets: List[Tuple[int, bool, bool]] = []
+        self.mods: Dict[str, str] = {}  # group (or "*") -> class
+        self.triggers: set = set()
+        self.term = False
+        self.clause = False
+        self.header: Optional[str] = None  # "keep" | "skip"
+        self.skip = False
+        self.connect = False
+
+    def mod_class(self, group: str) -> Optional[str]:
+        c = self.mods.get(group)
+        return c if c is not None else self.mods.get("*")
+
+    @property
+    def pattern_len(self) -> int:
+        """Length of this phrase's Aho-Corasick pattern (\\x01tok\\x02 per token, no \\x02 after a prefix)."""
+        n = sum(len(t) + 2 for t in self.tokens)
+        return n - 1 if self.prefix else n
+
+
+class Rules:
+    def __init__(self, text: str):
+        self.entries: Dict[Tuple[Tuple[str, ...], bool], Entry] = {}
+        self.params: Dict[str, int] = {}
+        self.abbrev: set = set()
+        section: Optional[List[str]] = None
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("@"):
+                section = line[1:].split(None, 1)
+                if section[0] == "param":
+                    name, value = section[1].split()
+                    if name not in PARAMS:
+                        raise ValueError(f"rules.txt:{lineno}: unknown param {name}")
+                    self.params[name] = int(value)
+                    section = None
+                continue
+            if section is None:
+                raise ValueError(f"rules.txt:{lineno}: phrase outside a section")
+            self._add(section, line, lineno)
+        missing = [p for p in PARAMS if p not in self.params]
+        if missing:
+            raise ValueError(f"rules.txt: missing params {missing}")
+        for e in self.entries.values():
+            if (e.term or e.clause) and e.triggers:
+                raise ValueError(f"rules.txt: {' '.join(e.tokens)!r} is both a terminator and a trigger")
+        # index for the reference matcher: exact first token -> entries; single-token prefixes
+        self.by_first: Dict[str, List[Entry]] = {}
+        self.prefixes: List[Entry] = []
+        for e in self.entries.values():
+            if e.prefix and len(e.tokens) == 1:
+                self.prefixes.append(e)
+            else:
+                self.by_first.setdefault(e.tokens[0], []).append(e)
+
+    def _entry(self, phrase: str, lineno: int) -> Entry:
+        toks = phrase.split(" ")
+        prefix = toks[-1].endswith("*")
+        if prefix:
+            toks[-1] = toks[-1][:-1]
+        for t in toks:
+            ok = t in (",", ":") or (t != "" and all(("a" <= ch <= "z") or ("0" <= ch <= "9") for ch in t))
+            if not ok:
+                raise ValueError(f"rules.txt:{lineno}: bad token {t!r} in {phrase!r}")
+        if prefix and toks[-1] in (",", ":"):
+            raise ValueError(f"rules.txt:{lineno}: prefix on punctuation")
+        key = (tuple(toks), prefix)
+        if key not in self.entries:
+            self.entries[key] = Entry(tuple(toks), prefix)
+        return self.entries[key]
+
+    @staticmethod
+    def _targets(specs: Sequence[str], lineno: int) -> List[Tuple[int, bool, bool]]:
+        out = []
+        for spec in specs:
+            spec = spec.strip()
+            name, _, flags = spec.partition(":")
+            if name not in OBSERVATIONS or name == "No Finding":
+                raise ValueError(f"rules.txt:{lineno}: unknown observation {name!r}")
+            if set(flags) - set("up"):
+                raise ValueError(f"rules.txt:{lineno}: unknown flags {flags!r}")
+            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags))
+        return out
+
+    def _add(self, section: List[str], phrase: str, lineno: int) -> None:
+        kind = section[0]
+        arg = section[1] if len(section) > 1 else ""
+        if kind == "abbrev":
+            if not all(("a" <= ch <= "z") or ("0" <= ch <= "9") for ch in phrase):
+                raise ValueError(f"rules.txt:{lineno}: an abbreviation is one word")
+            self.abbrev.add(phrase)
+            return
+        e = self._entry(phrase, lineno)
+        if kind == "mention":
+            e.mentions.extend(self._targets(arg.split(";"), lineno))
+        elif kind == "desc":
+            parts = arg.split(";")
+            group = parts[0].strip()
+            if e.desc_group is not None and e.desc_group != group:
+                raise ValueError(f"rules.txt:{lineno}: {phrase!r} is a descriptor of two groups")
+            e.desc_group = group
+            e.desc_targets.extend(self._targets(parts[1:], lineno))
+        elif kind == "mod":
+            for pair in arg.split():
+                group, _, cls = pair.partition("=")
+                if cls not in MOD_CLASSES:
+                    raise ValueError(f"rules.txt:{lineno}: unknown modifier class {cls!r}")
+                if e.mods.get(group, cls) != cls:
+                    raise ValueError(f"rules.txt:{lineno}: {phrase!r} has two classes for {group}")
+                e.mods[group] = cls
+        elif kind == "trigger":
+            for role in arg.split():
+                if role not in TRIGGER_ROLES:
+                    raise ValueError(f"rules.txt:{lineno}: unknown trigger role {role!r}")
+                e.triggers.add(role)
+        elif kind == "term":
+            e.term = True
+        elif kind == "clause":
+            e.clause = True
+        elif kind in ("pseudo", "ignore"):
+            pass
+        elif kind == "header":
+            if arg not in ("keep", "skip"):
+                raise ValueError(f"rules.txt:{lineno}: header must be keep or skip")
+            e.header = arg
+        elif kind == "skipword":
+            e.skip = True
+        elif kind == "connect":
+            e.connect = True
+        else:
+            raise ValueError(f"rules.txt:{lineno}: unknown section @{kind}")
+
+
+_RULES: Optional[Rules] = None
+
+
+def rules() -> Rules:
+    global _RULES
+    if _RULES is None:
+        with open(RULES_PATH, encoding="utf-8") as f:
+            _RULES = Rules(f.read())
+    return _RULES
+
+
+# ------------------------------------------------------------------------------------ tokenising
+def _is_digit(ch: str) -> bool:
+    return "0" <= ch <= "9"
+
+
+def _is_alnum(ch: str) -> bool:
+    return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
+
+
+def tokenize(text: str, abbrev: set) -> List[Tuple[int, str]]:
+    toks: List[Tuple[int, str]] = []
+
+    def emit(kind: int, word: str = "") -> None:
+        if kind in (COMMA, COLON):
+            if toks and toks[-1][0] in (COMMA, COLON):
+                toks[-1] = (kind, _PUNCT_TEXT[kind])
+                return
+            toks.append((kind, _PUNCT_TEXT[kind]))
+        elif kind == BREAK:
+            if not toks or toks[-1][0] in (BREAK, PARA):
+                return
+            toks.append((BREAK, "|"))
+        elif kind == PARA:
+            if not toks or toks[-1][0] == PARA:
+                return
+            if toks[-1][0] == BREAK:
+                toks[-1] = (PARA, "#")
+                return
+            toks.append((PARA, "#"))
+        else:
+            toks.append((WORD, word))
+
+    n = len(text)
+    i = 0
+    while i < n:
+        ch = text[i]
+        if _is_alnum(ch):
+            j = i + 1
+            while j < n and _is_alnum(text[j]):
+                j += 1
+            emit(WORD, text[i:j].lower())
+            i = j
+            continue
+        if ch == ".":
+            prev = text[i - 1] if i > 0 else ""
+            nxt = text[i + 1] if i + 1 < n else ""
+            if _is_digit(prev) and _is_digit(nxt):
+                pass
+            elif prev and _is_alnum(prev) and toks[-1][1] in abbrev:
+                pass
+            else:
+                emit(BREAK)
+        elif ch in "?!;":
+            emit(BREAK)
+        elif ch == ",":
+            emit(COMMA)
+        elif ch == ":":
+            prev = text[i - 1] if i > 0 else ""
+            nxt = text[i + 1] if i + 1 < n else ""
+            if not (_is_digit(prev) and _is_digit(nxt)):
+                emit(COLON)
+        elif ch == "\n":
+            j = i + 1
+            newlines = 1
+            while j < n and text[j] in _NEWLINE_SPACE:
+                if text[j] == "\n":
+                    newlines += 1
+                j += 1
+            if newlines >= 2:
+                emit(PARA)
+            elif j < n:
+                c = text[j]
+                if c in "-*\u2022" or _is_digit(c) or (
+                    "A" <= c <= "Z" and j + 1 < n and "a" <= text[j + 1] <= "z"
+                ):
+                    emit(BREAK)
+            i = j
+            continue
+        i += 1
+    return toks
+
+
+# ------------------------------------------------------------------------------------ matching
+def match_at(r: Rules, toks: List[Tuple[int, str]], i: int) -> Optional[Tuple[Entry, int]]:
+    """The longest rule phrase starting at token i (Aho-Corasick leftmost-longest semantics)."""
+    first = toks[i][1]
+    best: Optional[Entry] = None
+    cands = list(r.by_first.get(first, ()))
+    if toks[i][0] == WORD:
+        cands.extend(e for e in r.prefixes if first.startswith(e.tokens[0]))
+    for e in cands:
+        k = len(e.tokens)
+        if i + k > len(toks):
+            continue
+        ok = True
+        for m in range(k):
+            tk = toks[i + m][1]
+            want = e.tokens[m]
+            if m == k - 1 and e.prefix:
+                if toks[i + m][0] != WORD or not tk.startswith(want):
+                    ok = False
+                    break
+            elif tk != want:
+                ok = False
+                break
+        if ok and (best is None or e.pattern_len > best.pattern_len):
+            best = e
+    return None if best is None else (best, len(best.tokens))
+
+
+# units: ("p",) punctuation, ("w",) plain word, ("e", entry)
+def sentences(r: Rules, text: str) -> List[list]:
+    toks = tokenize(text, r.abbrev)
+    out: List[list] = []
+    units: list = []
+    drop = False
+    i, n = 0, len(toks)
+    while i < n:
+        m = match_at(r, toks, i)
+        if m is not None:
+            e, k = m
+            i += k
+            if e.header is not None:
+                if units and not drop:
+                    out.append(units)
+                units = []
+                drop = e.header == "skip"
+                continue
+            units.append(("e", e))
+            continue
+        kind = toks[i][0]
+        if kind in (BREAK, PARA):
+            if units and not drop:
+                out.append(units)
+            units = []
+            drop = False
+        elif kind == WORD:
+            units.append(("w", None))
+        else:
+            units.append(("p", None))
+        i += 1
+    if units and not drop:
+        out.append(units)
+    return out
+
+
+# ------------------------------------------------------------------------------------ scoping
+def _entry_of(u) -> Optional[Entry]:
+    return u[1] if u[0] == "e" else None
+
+
+def code_at(r: Rules, U: list, p: int) -> int:
+    """Code of the mention (or abnormal modifier) at unit p from the triggers around it."""
+    P = r.params
+    pre_w, post_w, near_w = P["pre_window"], P["post_window"], P["near_window"]
+    or_w, or_wb = P["or_window"], P["or_window_before"]
+    max_w = max(pre_w, post_w, or_w, or_wb, near_w)
+    strong = neg = unc = False
+    # triggers before p
+    d = 0
+    seen_mention = False
+    q = p - 1
+    while q >= 0 and d <= max_w:
+        u = U[q]
+        if u[0] == "p":
+            q -= 1
+            continue
+        e = _entry_of(u)
+        if e is not None:
+            if e.term or e.clause:
+                break
+            t = e.triggers
+            if t:
+                if "neg_pre" in t and d <= pre_w:
+                    neg = True
+                if "unc_pre" in t and d <= pre_w:
+                    unc = True
+                if "strong_pre" in t and d <= pre_w:
+                    strong = True
+                if "strong_near" in t and d <= near_w and not seen_mention:
+                    strong = True
+                if "unc_or" in t and d <= or_w and not seen_mention:
+                    unc = True
+            if e.mentions:
+                seen_mention = True
+        d += 1
+        q -= 1
+    # triggers after p
+    d = 0
+    seen_mention = False
+    q = p + 1
+    while q < len(U) and d <= max_w:
+        u = U[q]
+        if u[0] == "p":
+            q += 1
+            continue
+        e = _entry_of(u)
+        if e is not None:
+            if e.term or e.clause:
+                break
+            t = e.triggers
+            if t:
+                if "neg_post" in t and d <= post_w:
+                    neg = True
+                if "unc_post" in t and d <= post_w:
+                    unc = True
+                if "strong_post" in t and d <= post_w:
+                    strong = True
+                if "unc_or" in t and d <= or_wb and not seen_mention:
+                    unc = True
+            if e.mentions:
+                seen_mention = True
+        d += 1
+        q += 1
+    if strong:
+        return UNCERTAIN
+    if neg:
+        return NEGATIVE
+    if unc:
+        return UNCERTAIN
+    return POSITIVE
+
+
+def prenominal(r: Rules, U: list, p: int, group: str) -> Optional[int]:
+    """Index of the modifier right before the descriptor at p (skip words allowed between)."""
+    skipped = 0
+    q = p - 1
+    while q >= 0:
+        e = _entry_of(U[q])
+        if e is None:
+            return None
+        if e.mod_class(group) is not None:
+            return q
+        if e.skip and skipped < r.params["prenominal_skip"]:
+            skipped += 1
+            q -= 1
+            continue
+        return None
+    return None
+
+
+def desc_code(r: Rules, U: list, p: int, group: str) -> Optional[int]:
+    win = r.params["desc_window"]
+    mods: List[int] = []
+    q0 = prenominal(r, U, p, group)
+    if q0 is not None:
+        mods.append(q0)
+    else:
+        # forward: the first modifier cluster after the descriptor
+        found = False
+        d = 0
+        q = p + 1
+        while q < len(U) and d <= win:
+            u = U[q]
+            e = _entry_of(u)
+            if e is not None and (e.term or e.mentions):
+                break
+            c = e.mod_class(group) if e is not None else None
+            if c is not None:
+                mods.append(q)
+                found = True
+            elif found:
+                if e is None or not e.connect:
+                    break
+            elif e is not None and e.desc_group is not None and prenominal(r, U, q, e.desc_group) is not None:
+                break
+            if u[0] != "p":
+                d += 1
+            q += 1
+        if not found:
+            # backward fallback: the nearest modifier before it
+            d = 0
+            q = p - 1
+            while q >= 0 and d <= win:
+                u = U[q]
+                e = _entry_of(u)
+                if e is not None:
+                    if e.term or e.mentions:
+                        break
+                    if e.mod_class(group) is not None:
+                        mods.append(q)
+                        break
+                if u[0] != "p":
+                    d += 1
+                q -= 1
+    if not mods:
+        return None
+    classes = [U[q][1].mod_class(group) for q in mods]
+    abnormal = [code_at(r, U, q) for q, c in zip(mods, classes) if c == "abnormal"]
+    if abnormal:
+        code = BLANK
+        for c in abnormal:
+            code = aggregate(code, c)
+        return code
+    if "normal" in classes:
+        return NEGATIVE
+    if "uncertain" in classes or "stable" in classes:
+        return UNCERTAIN
+    return None
+
+
+_PRIORITY = {POSITIVE: 3, UNCERTAIN: 2, NEGATIVE: 1}
+
+
+def aggregate(current: int, new: int) -> int:
+    return new if _PRIORITY.get(new, 0) > _PRIORITY.get(current, 0) else current
+
+
+def _apply(labels: List[int], targets, code: int) -> None:
+    for obs, u_flag, p_flag in targets:
+        c = code
+        if p_flag and c == NEGATIVE:
+            continue
+        if u_flag and c == POSITIVE:
+            c = UNCERTAIN
+        labels[obs] = aggregate(labels[obs], c)
+
+
+def label_report(text: str) -> List[int]:
+    """The 14 codes of one report (BLANK = -128 when not mentioned)."""
+    r = rules()
+    labels = [BLANK] * N_OBS
+    if all(ch in WHITESPACE for ch in text):
+        return labels
+    for U in sentences(r, text):
+        for p, u in enumerate(U):
+            e = _entry_of(u)
+            if e is None:
+                continue
+            if e.mentions:
+                _apply(labels, e.mentions, code_at(r, U, p))
+            if e.desc_group is not None:
+                c = desc_code(r, U, p, e.desc_group)
+                if c is not None:
+                    _apply(labels, e.desc_targets, c)
+    finding = any(labels[i] in (POSITIVE, UNCERTAIN) for i in range(1, N_OBS) if i != SUPPORT_DEVICES)
+    if not finding:
+        labels[NO_FINDING] = POSITIVE
+    return labels

@@ -1,0 +1,521 @@
+//! The rule file (`mrgfast/reference/rules.txt`, shared with the Python reference) parsed into
+//! entries and one Aho-Corasick automaton. See the file's header for its format.
+
+use crate::observations::OBSERVATIONS;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// The rule text, compiled in. The Python reference reads the same file from the package.
+pub const RULES_TEXT: &str = include_str!("../../../mrgfast/reference/rules.txt");
+
+// trigger role bits
+pub const NEG_PRE: u16 = 1;
+pub const NEG_POST: u16 = 2;
+pub const UNC_PRE: u16 = 4;
+pub const UNC_POST: u16 = 8;
+pub const STRONG_PRE: u16 = 16;
+pub const STRONG_POST: u16 = 32;
+pub const STRONG_NEAR: u16 = 64;
+pub const UNC_OR: u16 = 128;
+
+const ROLE_NAMES: [(&str, u16); 8] = [
+    ("neg_pre", NEG_PRE),
+    ("neg_post", NEG_POST),
+    ("unc_pre", UNC_PRE),
+    ("unc_post", UNC_POST),
+    ("strong_pre", STRONG_PRE),
+    ("strong_post", STRONG_POST),
+    ("strong_near", STRONG_NEAR),
+    ("unc_or", UNC_OR),
+];
+
+// modifier classes (0 = not a modifier for that group)
+pub const MOD_NONE: u8 = 0;
+pub const MOD_ABNORMAL: u8 = 1;
+pub const MOD_NORMAL: u8 = 2;
+pub const MOD_UNCERTAIN: u8 = 3;
+pub const MOD_STABLE: u8 = 4;
+
+pub const HEADER_NONE: u8 = 0;
+pub const HEADER_KEEP: u8 = 1;
+pub const HEADER_SKIP: u8 = 2;
+
+/// Most descriptor groups the rules may define.
+pub const MAX_GROUPS: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub obs: u8,
+    /// a positive code counts as uncertain
+    pub u: bool,
+    /// counted only when positive or uncertain
+    pub p: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Entry {
+    pub tokens: Vec<String>,
+    pub prefix: bool,
+    pub mentions: Vec<Target>,
+    /// descriptor group index, `u8::MAX` when not a descriptor
+    pub desc_group: u8,
+    pub desc_targets: Vec<Target>,
+    /// class per descriptor group, `*` already resolved
+    pub mods: [u8; MAX_GROUPS],
+    pub triggers: u16,
+    pub term: bool,
+    pub clause: bool,
+    pub header: u8,
+    pub skip: bool,
+    pub connect: bool,
+}
+
+impl Entry {
+    #[inline]
+    pub fn is_desc(&self) -> bool {
+        self.desc_group != u8::MAX
+    }
+    #[inline]
+    pub fn mod_class(&self, group: u8) -> u8 {
+        self.mods[group as usize]
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub pre_window: usize,
+    pub post_window: usize,
+    pub or_window: usize,
+    pub or_window_before: usize,
+    pub near_window: usize,
+    pub desc_window: usize,
+    pub prenominal_skip: usize,
+}
+
+/// The hot part of an entry, packed for the scope scans.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Info {
+    pub triggers: u16,
+    pub term: bool,
+    pub clause: bool,
+    pub mention: bool,
+    pub skip: bool,
+    pub connect: bool,
+    pub desc_group: u8,
+    pub mods: [u8; MAX_GROUPS],
+}
+
+impl Info {
+    #[inline]
+    pub fn is_desc(&self) -> bool {
+        self.desc_group != u8::MAX
+    }
+    #[inline]
+    pub fn mod_class(&self, group: u8) -> u8 {
+        self.mods[group as usize]
+    }
+}
+
+pub const NONE: u32 = u32::MAX;
+
+/// Token-level trie of the rule phrases (leftmost-longest, like an Aho-Corasick automaton over
+/// `\x01tok\x02` patterns: the longest pattern in bytes wins at a position).
+#[derive(Default)]
+pub struct Node {
+    /// (token id, child node), few per node (the root uses `root` instead)
+    pub children: Vec<(u32, u32)>,
+    /// entry whose last token ends here
+    pub exact: u32,
+    /// entries whose last token is a prefix, after this node's path: (prefix, entry)
+    pub prefixes: Vec<(Box<[u8]>, u32)>,
+}
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// FxHash (rustc's hasher): fast on the short keys of a vocabulary.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub struct Rules {
+    pub entries: Vec<Entry>,
+    pub info: Vec<Info>,
+    /// exact phrase tokens -> id
+    pub vocab: FxMap<Box<[u8]>, u32>,
+    /// byte length of each vocabulary token
+    pub vocab_len: Vec<u32>,
+    pub nodes: Vec<Node>,
+    /// root's child per token id
+    pub root: Vec<u32>,
+    /// root's prefix entries, bucketed by first byte
+    pub root_prefixes: Vec<Vec<(Box<[u8]>, u32)>>,
+    pub groups: Vec<String>,
+    pub params: Params,
+    pub abbrev: Vec<Vec<u8>>,
+}
+
+impl Rules {
+    #[inline]
+    pub fn is_abbrev(&self, word: &[u8]) -> bool {
+        self.abbrev.iter().any(|a| a.as_slice() == word)
+    }
+}
+
+/// The parsed rules, built once.
+pub fn rules() -> &'static Rules {
+    static RULES: OnceLock<Rules> = OnceLock::new();
+    RULES.get_or_init(|| parse(RULES_TEXT).unwrap_or_else(|e| panic!("mrgfast rules.txt: {e}")))
+}
+
+fn valid_token(t: &str) -> bool {
+    t == "," || t == ":" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let spec = spec.trim();
+        let (name, flags) = match spec.split_once(':') {
+            Some((n, f)) => (n, f),
+            None => (spec, ""),
+        };
+        let obs = OBSERVATIONS
+            .iter()
+            .position(|o| *o == name)
+            .filter(|&i| i != 0)
+            .ok_or_else(|| format!("line {lineno}: unknown observation {name:?}"))?;
+        if flags.chars().any(|c| c != 'u' && c != 'p') {
+            return Err(format!("line {lineno}: unknown flags {flags:?}"));
+        }
+        out.push(Target { obs: obs as u8, u: flags.contains('u'), p: flags.contains('p') });
+    }
+    Ok(out)
+}
+
+/// Parse the rule text (the same grammar as `mrgfast/reference/labeler.py`).
+pub fn parse(text: &str) -> Result<Rules, String> {
+    let mut entries: Vec<Entry> = Vec::new();
+    // mods before `*` resolution: per entry, group name -> class
+    let mut raw_mods: Vec<Vec<(String, u8)>> = Vec::new();
+    let mut desc_names: Vec<Option<String>> = Vec::new();
+    let mut index: HashMap<(Vec<String>, bool), usize> = HashMap::new();
+    let mut params: HashMap<String, usize> = HashMap::new();
+    let mut abbrev: Vec<Vec<u8>> = Vec::new();
+    let mut section: Option<(String, String)> = None;
+
+    for (n, raw) in text.lines().enumerate() {
+        let lineno = n + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('@') {
+            let (kind, arg) = match rest.split_once(char::is_whitespace) {
+                Some((k, a)) => (k.to_string(), a.trim().to_string()),
+                None => (rest.to_string(), String::new()),
+            };
+            if kind == "param" {
+                let mut it = arg.split_whitespace();
+                let (name, value) = match (it.next(), it.next()) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => return Err(format!("line {lineno}: @param NAME VALUE")),
+                };
+                let v: usize = value.parse().map_err(|_| format!("line {lineno}: bad value"))?;
+                params.insert(name.to_string(), v);
+                section = None;
+            } else {
+                section = Some((kind, arg));
+            }
+            continue;
+        }
+        let (kind, arg) = section.as_ref().ok_or_else(|| format!("line {lineno}: phrase outside a section"))?;
+        if kind == "abbrev" {
+            if !valid_token(line) || line == "," || line == ":" {
+                return Err(format!("line {lineno}: an abbreviation is one word"));
+            }
+            abbrev.push(line.as_bytes().to_vec());
+            continue;
+        }
+        let mut toks: Vec<String> = line.split(' ').map(|s| s.to_string()).collect();
+        let mut prefix = false;
+        if let Some(last) = toks.last_mut() {
+            if let Some(stripped) = last.strip_suffix('*') {
+                *last = stripped.to_string();
+                prefix = true;
+            }
+        }
+        if let Some(bad) = toks.iter().find(|t| !valid_token(t)) {
+            return Err(format!("line {lineno}: bad token {bad:?} in {line:?}"));
+        }
+        if prefix && toks.last().map(|t| t == "," || t == ":").unwrap_or(false) {
+            return Err(format!("line {lineno}: prefix on punctuation"));
+        }
+        let key = (toks.clone(), prefix);
+        let id = match index.get(&key) {
+            Some(&id) => id,
+            None => {
+                entries.push(Entry { tokens: toks, prefix, desc_group: u8::MAX, ..Default::default() });
+                raw_mods.push(Vec::new());
+                desc_names.push(None);
+                index.insert(key, entries.len() - 1);
+                entries.len() - 1
+            }
+        };
+        let e = &mut entries[id];
+        match kind.as_str() {
+            "mention" => {
+                let specs: Vec<&str> = arg.split(';').collect();
+                e.mentions.extend(targets(&specs, lineno)?);
+            }
+            "desc" => {
+                let parts: Vec<&str> = arg.split(';').collect();
+                let group = parts[0].trim().to_string();
+                if let Some(g) = &desc_names[id] {
+                    if *g != group {
+                        return Err(format!("line {lineno}: {line:?} is a descriptor of two groups"));
+                    }
+                }
+                desc_names[id] = Some(group);
+                e.desc_targets.extend(targets(&parts[1..], lineno)?);
+            }
+            "mod" => {
+                for pair in arg.split_whitespace() {
+                    let (group, cls) = pair.split_once('=').ok_or_else(|| format!("line {lineno}: GROUP=CLASS"))?;
+                    let c = match cls {
+                        "abnormal" => MOD_ABNORMAL,
+                        "normal" => MOD_NORMAL,
+                        "uncertain" => MOD_UNCERTAIN,
+                        "stable" => MOD_STABLE,
+                        _ => return Err(format!("line {lineno}: unknown modifier class {cls:?}")),
+                    };
+                    let mods = &mut raw_mods[id];
+                    if let Some((_, old)) = mods.iter().find(|(g, _)| g == group) {
+                        if *old != c {
+                            return Err(format!("line {lineno}: {line:?} has two classes for {group}"));
+                        }
+                    } else {
+                        mods.push((group.to_string(), c));
+                    }
+                }
+            }
+            "trigger" => {
+                for role in arg.split_whitespace() {
+                    let bit = ROLE_NAMES
+                        .iter()
+                        .find(|(n, _)| *n == role)
+                        .map(|(_, b)| *b)
+                        .ok_or_else(|| format!("line {lineno}: unknown trigger role {role:?}"))?;
+                    e.triggers |= bit;
+                }
+            }
+            "term" => e.term = true,
+            "clause" => e.clause = true,
+            "pseudo" | "ignore" => {}
+            "header" => {
+                e.header = match arg.as_str() {
+                    "keep" => HEADER_KEEP,
+                    "skip" => HEADER_SKIP,
+                    _ => return Err(format!("line {lineno}: header must be keep or skip")),
+                }
+            }
+            "skipword" => e.skip = true,
+            "connect" => e.connect = true,
+            other => return Err(format!("line {lineno}: unknown section @{other}")),
+        }
+    }
+
+    // descriptor groups, in order of first appearance
+    let mut groups: Vec<String> = Vec::new();
+    for name in desc_names.iter().flatten() {
+        if !groups.contains(name) {
+            groups.push(name.clone());
+        }
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(format!("at most {MAX_GROUPS} descriptor groups"));
+    }
+    for (id, e) in entries.iter_mut().enumerate() {
+        if let Some(name) = &desc_names[id] {
+            e.desc_group = groups.iter().position(|g| g == name).unwrap_or(0) as u8;
+        }
+        let star = raw_mods[id].iter().find(|(g, _)| g == "*").map(|(_, c)| *c).unwrap_or(MOD_NONE);
+        for (gi, g) in groups.iter().enumerate() {
+            e.mods[gi] = raw_mods[id].iter().find(|(n, _)| n == g).map(|(_, c)| *c).unwrap_or(star);
+        }
+        for (g, _) in &raw_mods[id] {
+            if g != "*" && !groups.contains(g) {
+                return Err(format!("modifier group {g:?} has no descriptor"));
+            }
+        }
+        if (e.term || e.clause) && e.triggers != 0 {
+            return Err(format!("{:?} is both a terminator and a trigger", e.tokens.join(" ")));
+        }
+    }
+
+    let get = |name: &str| params.get(name).copied().ok_or_else(|| format!("missing @param {name}"));
+    let params = Params {
+        pre_window: get("pre_window")?,
+        post_window: get("post_window")?,
+        or_window: get("or_window")?,
+        or_window_before: get("or_window_before")?,
+        near_window: get("near_window")?,
+        desc_window: get("desc_window")?,
+        prenominal_skip: get("prenominal_skip")?,
+    };
+
+    if params.desc_window + 2 > MAX_GROUPS * 2 {
+        // scope::desc_code keeps at most 16 modifiers; a cluster never exceeds desc_window + 1
+        return Err("desc_window must be at most 14".to_string());
+    }
+
+    // token-level trie (what `label_report` uses; the automaton cross-checks it in tests)
+    let mut vocab: FxMap<Box<[u8]>, u32> = FxMap::default();
+    let mut vocab_len: Vec<u32> = Vec::new();
+    let mut nodes: Vec<Node> = vec![Node { exact: NONE, ..Default::default() }];
+    let mut root: Vec<u32> = Vec::new();
+    let mut root_prefixes: Vec<Vec<(Box<[u8]>, u32)>> = vec![Vec::new(); 256];
+    for (id, e) in entries.iter().enumerate() {
+        let last = e.tokens.len() - 1;
+        let mut node = 0u32;
+        for (i, t) in e.tokens.iter().enumerate() {
+            if i == last && e.prefix {
+                let pref: Box<[u8]> = t.as_bytes().into();
+                if node == 0 {
+                    root_prefixes[pref[0] as usize].push((pref, id as u32));
+                } else {
+                    nodes[node as usize].prefixes.push((pref, id as u32));
+                }
+                break;
+            }
+            let tid = match vocab.get(t.as_bytes()) {
+                Some(&v) => v,
+                None => {
+                    let v = vocab_len.len() as u32;
+                    vocab.insert(t.as_bytes().into(), v);
+                    vocab_len.push(t.len() as u32);
+                    root.push(NONE);
+                    v
+                }
+            };
+            let child = if node == 0 {
+                root[tid as usize]
+            } else {
+                nodes[node as usize].children.iter().find(|(k, _)| *k == tid).map(|(_, c)| *c).unwrap_or(NONE)
+            };
+            let child = if child == NONE {
+                nodes.push(Node { exact: NONE, ..Default::default() });
+                let c = (nodes.len() - 1) as u32;
+                if node == 0 {
+                    root[tid as usize] = c;
+                } else {
+                    nodes[node as usize].children.push((tid, c));
+                }
+                c
+            } else {
+                child
+            };
+            node = child;
+            if i == last {
+                nodes[node as usize].exact = id as u32;
+            }
+        }
+    }
+    let info = entries
+        .iter()
+        .map(|e| Info {
+            triggers: e.triggers,
+            term: e.term,
+            clause: e.clause,
+            mention: !e.mentions.is_empty(),
+            skip: e.skip,
+            connect: e.connect,
+            desc_group: e.desc_group,
+            mods: e.mods,
+        })
+        .collect();
+    Ok(Rules { entries, info, vocab, vocab_len, nodes, root, root_prefixes, groups, params, abbrev })
+}
+
+
+/// The rule phrases as one leftmost-longest Aho-Corasick automaton over `\x01tok\x02` patterns:
+/// the specification the token trie implements (cross-checked in the tests).
+pub fn automaton(r: &Rules) -> Result<AhoCorasick, String> {
+    let entries = &r.entries;
+    let patterns: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| {
+            let mut p = Vec::new();
+            let last = e.tokens.len() - 1;
+            for (i, t) in e.tokens.iter().enumerate() {
+                p.push(0x01);
+                p.extend_from_slice(t.as_bytes());
+                if !(i == last && e.prefix) {
+                    p.push(0x02);
+                }
+            }
+            p
+        })
+        .collect();
+    let ac = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(AhoCorasickKind::DFA))
+        .prefilter(false)
+        .build(&patterns)
+        .map_err(|e| format!("automaton: {e}"))?;
+
+    Ok(ac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse() {
+        let r = rules();
+        assert!(r.entries.len() > 500, "only {} entries", r.entries.len());
+        assert!(r.groups.iter().any(|g| g == "size"));
+        // every observation but No Finding has mentions or descriptors
+        for obs in 1..OBSERVATIONS.len() {
+            let hit = r.entries.iter().any(|e| {
+                e.mentions.iter().any(|t| t.obs as usize == obs) || e.desc_targets.iter().any(|t| t.obs as usize == obs)
+            });
+            assert!(hit, "no rule for {}", OBSERVATIONS[obs]);
+        }
+    }
+
+    #[test]
+    fn bad_rules_rejected() {
+        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n";
+        assert!(parse(&format!("{base}@mention Nope\nx\n")).is_err());
+        assert!(parse(&format!("{base}@mention Edema\nBad Token\n")).is_err());
+        assert!(parse(&format!("{base}@trigger maybe\nx\n")).is_err());
+        assert!(parse(&format!("{base}@mention Edema\nedema\n")).is_ok());
+        assert!(parse("@mention Edema\nedema\n").is_err(), "params are required");
+    }
+}

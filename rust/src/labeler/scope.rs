@@ -1,0 +1,233 @@
+//! Negation / uncertainty scopes and descriptor modifiers, over one sentence's units.
+//! Every scan is bounded by a word window (punctuation units never follow each other, so the
+//! number of units visited is bounded too): labelling is linear in the report length.
+
+use super::rules::*;
+use crate::observations::{aggregate, BLANK, NEGATIVE, POSITIVE, UNCERTAIN};
+
+/// One unit of a sentence: punctuation, a plain word, or a matched rule phrase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Punct,
+    Word,
+    Entry(u32),
+}
+
+#[inline]
+fn entry(r: &Rules, u: Unit) -> Option<&Info> {
+    match u {
+        Unit::Entry(id) => Some(&r.info[id as usize]),
+        _ => None,
+    }
+}
+
+/// Code of the mention (or abnormal modifier) at `p` from the triggers around it:
+/// "cannot exclude" > negation > uncertainty > positive.
+pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
+    let pr = &r.params;
+    let max_w = pr.pre_window.max(pr.post_window).max(pr.or_window).max(pr.or_window_before).max(pr.near_window);
+    let (mut strong, mut neg, mut unc) = (false, false, false);
+
+    // triggers before p
+    let mut d = 0usize;
+    let mut seen_mention = false;
+    let mut q = p;
+    while q > 0 && d <= max_w {
+        q -= 1;
+        let u = units[q];
+        if u == Unit::Punct {
+            continue;
+        }
+        if let Some(e) = entry(r, u) {
+            if e.term || e.clause {
+                break;
+            }
+            let t = e.triggers;
+            if t != 0 {
+                if t & NEG_PRE != 0 && d <= pr.pre_window {
+                    neg = true;
+                }
+                if t & UNC_PRE != 0 && d <= pr.pre_window {
+                    unc = true;
+                }
+                if t & STRONG_PRE != 0 && d <= pr.pre_window {
+                    strong = true;
+                }
+                if t & STRONG_NEAR != 0 && d <= pr.near_window && !seen_mention {
+                    strong = true;
+                }
+                if t & UNC_OR != 0 && d <= pr.or_window && !seen_mention {
+                    unc = true;
+                }
+            }
+            if e.mention {
+                seen_mention = true;
+            }
+        }
+        d += 1;
+    }
+
+    // triggers after p
+    let mut d = 0usize;
+    let mut seen_mention = false;
+    let mut q = p + 1;
+    while q < units.len() && d <= max_w {
+        let u = units[q];
+        q += 1;
+        if u == Unit::Punct {
+            continue;
+        }
+        if let Some(e) = entry(r, u) {
+            if e.term || e.clause {
+                break;
+            }
+            let t = e.triggers;
+            if t != 0 {
+                if t & NEG_POST != 0 && d <= pr.post_window {
+                    neg = true;
+                }
+                if t & UNC_POST != 0 && d <= pr.post_window {
+                    unc = true;
+                }
+                if t & STRONG_POST != 0 && d <= pr.post_window {
+                    strong = true;
+                }
+                if t & UNC_OR != 0 && d <= pr.or_window_before && !seen_mention {
+                    unc = true;
+                }
+            }
+            if e.mention {
+                seen_mention = true;
+            }
+        }
+        d += 1;
+    }
+
+    if strong {
+        UNCERTAIN
+    } else if neg {
+        NEGATIVE
+    } else if unc {
+        UNCERTAIN
+    } else {
+        POSITIVE
+    }
+}
+
+/// The modifier right before the descriptor at `p` ("enlarged heart", "widening of the
+/// mediastinum"), skip words allowed between.
+pub fn prenominal(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<usize> {
+    let mut skipped = 0usize;
+    let mut q = p;
+    while q > 0 {
+        q -= 1;
+        let e = entry(r, units[q])?;
+        if e.mod_class(group) != MOD_NONE {
+            return Some(q);
+        }
+        if e.skip && skipped < r.params.prenominal_skip {
+            skipped += 1;
+            continue;
+        }
+        return None;
+    }
+    None
+}
+
+/// Up to this many modifiers are collected for one descriptor (a cluster is short; the window
+/// bounds it anyway).
+const MAX_MODS: usize = 16;
+
+/// Code of the descriptor at `p` from its modifiers, or None when it has none.
+pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
+    let win = r.params.desc_window;
+    let mut mods = [0usize; MAX_MODS];
+    let mut n = 0usize;
+    if let Some(q) = prenominal(r, units, p, group) {
+        mods[0] = q;
+        n = 1;
+    } else {
+        // forward: the first modifier cluster after the descriptor
+        let mut found = false;
+        let mut d = 0usize;
+        let mut q = p + 1;
+        while q < units.len() && d <= win {
+            let u = units[q];
+            let e = entry(r, u);
+            if let Some(e) = e {
+                if e.term || e.mention {
+                    break;
+                }
+            }
+            let c = e.map(|e| e.mod_class(group)).unwrap_or(MOD_NONE);
+            if c != MOD_NONE {
+                if n < MAX_MODS {
+                    mods[n] = q;
+                    n += 1;
+                }
+                found = true;
+            } else if found {
+                if !e.map(|e| e.connect).unwrap_or(false) {
+                    break;
+                }
+            } else if let Some(e) = e {
+                if e.is_desc() && prenominal(r, units, q, e.desc_group).is_some() {
+                    break;
+                }
+            }
+            if u != Unit::Punct {
+                d += 1;
+            }
+            q += 1;
+        }
+        if !found {
+            // backward fallback: the nearest modifier before it
+            let mut d = 0usize;
+            let mut q = p;
+            while q > 0 && d <= win {
+                q -= 1;
+                let u = units[q];
+                if let Some(e) = entry(r, u) {
+                    if e.term || e.mention {
+                        break;
+                    }
+                    if e.mod_class(group) != MOD_NONE {
+                        mods[0] = q;
+                        n = 1;
+                        break;
+                    }
+                }
+                if u != Unit::Punct {
+                    d += 1;
+                }
+            }
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    let mut abnormal = BLANK;
+    let mut any_abnormal = false;
+    let (mut normal, mut weak) = (false, false);
+    for &q in &mods[..n] {
+        let c = entry(r, units[q]).map(|e| e.mod_class(group)).unwrap_or(MOD_NONE);
+        match c {
+            MOD_ABNORMAL => {
+                any_abnormal = true;
+                abnormal = aggregate(abnormal, code_at(r, units, q));
+            }
+            MOD_NORMAL => normal = true,
+            MOD_UNCERTAIN | MOD_STABLE => weak = true,
+            _ => {}
+        }
+    }
+    if any_abnormal {
+        Some(abnormal)
+    } else if normal {
+        Some(NEGATIVE)
+    } else if weak {
+        Some(UNCERTAIN)
+    } else {
+        None
+    }
+}
