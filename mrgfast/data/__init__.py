@@ -1,0 +1,1 @@
+"""Datasets: the R2Gen annotation loader (IU X-Ray, MIMIC-CXR) and the synthetic chest-film generator."""

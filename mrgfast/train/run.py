@@ -1,0 +1,278 @@
+"""The ``mrgfast train`` pipeline: assets → data → SFT → eval → GRPO → eval → plot, resumable.
+
+Run folder layout (``output_dir``)::
+
+    config.yaml            the merged configuration
+    state.json             completed stages and evaluation results (what --resume skips)
+    metrics.jsonl          every trainer log line, tagged with its stage
+    train.log              the log
+    sft/checkpoint-N/      SFT checkpoints; sft/final/ the SFT model (LoRA merged) + processor
+    grpo/checkpoint-N/     GRPO checkpoints (adapter, optimizer, scheduler, RNG, trainer state)
+    grpo/final/            the GRPO adapter (or model) + processor
+    grpo/data_order.jsonl  the study ids of each GRPO generation batch (the data position)
+    eval/                  eval_<stage>.json, predictions_<stage>.jsonl
+    grpo_curves.png        reward, MCCS, format reward, KL over steps
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from mrgfast.train.config import RunConfig, describe
+
+log = logging.getLogger("mrgfast.train")
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def _setup_logging(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger("mrgfast")
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S")
+    for h in list(root.handlers):
+        if getattr(h, "_mrgfast", False):
+            root.removeHandler(h)
+    for h in (logging.StreamHandler(sys.stderr), logging.FileHandler(out / "train.log")):
+        h.setFormatter(fmt)
+        h._mrgfast = True
+        root.addHandler(h)
+    root.propagate = False
+
+
+def _state(out: Path) -> dict:
+    p = out / "state.json"
+    return json.loads(p.read_text()) if p.is_file() else {"completed": [], "evals": {}}
+
+
+def _save_state(out: Path, state: dict) -> None:
+    tmp = out / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, out / "state.json")
+
+
+def prepare_assets(cfg: RunConfig) -> None:
+    """Generate the synthetic data / tiny model when the config asks for it and they are absent."""
+    m = cfg.mrg
+    if m.synth_if_missing and m.annotation and not Path(m.annotation).is_file():
+        from mrgfast.data.synth import generate
+
+        log.info("generating the synthetic dataset at %s", Path(m.annotation).parent)
+        generate(Path(m.annotation).parent, n_train=m.synth_train, n_val=m.synth_val, n_test=m.synth_test,
+                 image_size=m.synth_image_size, views=m.synth_views, seed=m.seed)
+    if m.tiny_if_missing and m.model_name_or_path and not (Path(m.model_name_or_path) / "config.json").is_file():
+        from mrgfast.models.tiny import build_tiny
+
+        log.info("building the tiny Qwen2.5-VL at %s", m.model_name_or_path)
+        build_tiny(m.model_name_or_path, hidden_size=m.tiny_hidden_size, num_layers=m.tiny_layers,
+                   image_size=m.synth_image_size, seed=m.seed)
+
+
+def _resume_checkpoint(stage_dir: Path, resume: str | None) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not resume:
+        return None
+    if resume != "latest":
+        p = Path(resume).resolve()
+        return str(p) if p.parent == stage_dir.resolve() else None
+    return get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+
+
+def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -> int:
+    m = cfg.mrg
+    out = Path(m.output_dir)
+    if out.exists() and (out / "state.json").exists() and not resume:
+        if not overwrite:
+            raise RunError(f"{out} holds a previous run; pass --resume to continue it or --overwrite to start over")
+        for sub in ("sft", "grpo", "eval", "state.json", "metrics.jsonl", "grpo_curves.png"):
+            p = out / sub
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if resume and resume != "latest" and not Path(resume).is_dir():
+        raise RunError(f"--resume {resume}: checkpoint folder not found")
+    _setup_logging(out)
+    t_start = time.time()
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+    log.info("configuration:\n%s", describe(cfg))
+    state = _state(out)
+    if resume:
+        log.info("resuming (%s); completed stages: %s", resume, state["completed"] or "none")
+
+    import torch
+    from transformers import set_seed
+
+    from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
+    from mrgfast.models.loading import load_processor
+
+    prepare_assets(cfg)
+    if not m.model_name_or_path:
+        raise RunError("no model: set model_name_or_path (--model-path DIR)")
+    if not m.annotation:
+        raise RunError("no dataset: set annotation (--annotation PATH/annotation.json)")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    set_seed(m.seed)
+    instruction = m.instruction or DEFAULT_INSTRUCTION
+    splits = tuple(dict.fromkeys([m.train_split] + ([m.eval_split] if m.evaluate else [])))
+    data = read_annotation(m.annotation, m.image_root, splits=splits, kind=m.dataset_kind, max_images=m.max_images,
+                           skip_missing=m.skip_missing_images, skipped_file=out / "skipped_ids.txt",
+                           check=m.image_check, max_samples=None)
+    train_studies = data[m.train_split]
+    if m.max_train_samples:
+        log.info("train: using the first %d of %d studies (max_train_samples)", m.max_train_samples, len(train_studies))
+        train_studies = train_studies[:m.max_train_samples]
+    eval_studies = data.get(m.eval_split, [])
+    if m.eval_samples:
+        eval_studies = eval_studies[:m.eval_samples]
+
+    model_path = m.model_name_or_path
+    interrupted = False
+    for stage in m.stages:
+        stage_dir = out / stage
+        if stage in state["completed"]:
+            log.info("%s: already completed, skipping", stage)
+            if stage == "sft":
+                model_path = str(stage_dir / "final")
+            continue
+        ckpt = _resume_checkpoint(stage_dir, resume)
+        if resume and resume != "latest" and ckpt is None and not Path(resume).resolve().parent == stage_dir.resolve():
+            log.info("%s: --resume %s belongs to another stage; starting %s fresh", stage, resume, stage)
+        set_seed(m.seed)
+        if stage == "sft":
+            model, processor, interrupted = run_sft(cfg, model_path, train_studies, instruction, ckpt)
+            if not interrupted:
+                model_path = str(stage_dir / "final")
+        else:
+            model, processor, interrupted = run_grpo(cfg, model_path, train_studies, instruction, ckpt)
+        if interrupted:
+            log.warning("%s interrupted; checkpoint saved under %s. Continue with: mrgfast train ... --resume",
+                        stage, stage_dir)
+            return 130
+        state["completed"].append(stage)
+        _save_state(out, state)
+        if m.evaluate and eval_studies:
+            from mrgfast.train.evaluate import evaluate
+
+            res = evaluate(model, processor, eval_studies, instruction=instruction, out_dir=out / "eval", tag=stage,
+                           batch_size=m.eval_batch_size, max_new_tokens=m.eval_max_new_tokens,
+                           margin=m.mccs_margin, uncertain=m.mccs_uncertain)
+            state["evals"][stage] = res
+            _save_state(out, state)
+        del model
+    if m.plot and "grpo" in m.stages:
+        from mrgfast.train.plotting import plot_grpo
+
+        png = plot_grpo(out / "metrics.jsonl", out / "grpo_curves.png")
+        if png:
+            log.info("plot: %s", png)
+    _print_summary(state, out, time.time() - t_start)
+    return 0
+
+
+def _print_summary(state: dict, out: Path, seconds: float) -> None:
+    evals = state.get("evals", {})
+    if evals:
+        print("\n== held-out evaluation ==")
+        print(f"{'after':<8}{'n':>6}{'CE-F1 micro':>13}{'CE-F1 macro':>13}{'mean MCCS':>11}{'format':>8}")
+        for tag in ("base", "sft", "grpo"):
+            r = evals.get(tag)
+            if r:
+                print(f"{tag:<8}{r['n']:>6}{r['ce_f1_micro']:>13.4f}{r['ce_f1_macro']:>13.4f}{r['mccs_mean']:>11.4f}"
+                      f"{r['format_rate']:>8.3f}")
+    print(f"run folder: {out}  ({seconds:.0f}s this invocation)")
+
+
+# ----------------------------------------------------------------------------------------------- stages
+def _callbacks(cfg: RunConfig, stage: str):
+    from mrgfast.train.callbacks import InterruptCallback, MetricsJSONLCallback
+
+    return [MetricsJSONLCallback(Path(cfg.mrg.output_dir) / "metrics.jsonl", stage), InterruptCallback()]
+
+
+def _peft(cfg: RunConfig, model):
+    from mrgfast.models.loading import lora_config
+
+    m = cfg.mrg
+    return lora_config(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_target_modules, m.lora_vision, model)
+
+
+def _log_trainable(model, stage: str) -> None:
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log.info("%s: trainable parameters %d of %d (%.2f%%)", stage, n_train, n_all, 100 * n_train / max(n_all, 1))
+
+
+def run_sft(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: str | None):
+    from mrgfast.data.r2gen import to_dataset
+    from mrgfast.models.loading import load_model, load_processor
+    from mrgfast.train.trainers import MrgSFTTrainer
+
+    m = cfg.mrg
+    processor = load_processor(model_path, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
+                               max_pixels=m.max_pixels)
+    model = load_model(model_path, attn_implementation=m.attn_implementation, dtype=m.dtype,
+                       trust_remote_code=m.trust_remote_code)
+    ds = to_dataset(studies, instruction=instruction, with_completion=True).remove_columns(["id", "report"])
+    cbs = _callbacks(cfg, "sft")
+    trainer = MrgSFTTrainer(model=model, args=cfg.sft, train_dataset=ds, processing_class=processor,
+                            peft_config=_peft(cfg, model) if m.sft_use_lora else None, callbacks=cbs)
+    _log_trainable(trainer.model, "sft")
+    if ckpt:
+        log.info("sft: resuming from %s", ckpt)
+    trainer.train(resume_from_checkpoint=ckpt)
+    if cbs[1].requested:
+        return None, processor, True
+    final = Path(cfg.sft.output_dir) / "final"
+    model = trainer.model
+    if m.sft_use_lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    return model, processor, False
+
+
+def build_rewards(cfg: RunConfig):
+    from mrgfast.reward import FormatReward, MCCSReward
+
+    m = cfg.mrg
+    return [MCCSReward(reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain,
+                       threads=m.reward_threads), FormatReward()]
+
+
+def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: str | None):
+    from mrgfast.data.r2gen import to_dataset
+    from mrgfast.models.loading import load_model, load_processor
+    from mrgfast.train.trainers import MrgGRPOTrainer
+
+    m = cfg.mrg
+    processor = load_processor(model_path, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
+                               max_pixels=m.max_pixels)
+    model = load_model(model_path, attn_implementation=m.attn_implementation, dtype=m.dtype,
+                       trust_remote_code=m.trust_remote_code)
+    ds = to_dataset(studies, instruction=instruction, with_completion=False)
+    cbs = _callbacks(cfg, "grpo")
+    Path(cfg.grpo.output_dir).mkdir(parents=True, exist_ok=True)
+    trainer = MrgGRPOTrainer(model=model, reward_funcs=build_rewards(cfg), args=cfg.grpo, train_dataset=ds,
+                             processing_class=processor,
+                             peft_config=_peft(cfg, model) if m.grpo_use_lora else None, callbacks=cbs,
+                             use_fused_loss=m.use_fused_loss,
+                             data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"))
+    _log_trainable(trainer.model, "grpo")
+    if ckpt:
+        log.info("grpo: resuming from %s", ckpt)
+    trainer.train(resume_from_checkpoint=ckpt)
+    if cbs[1].requested:
+        return None, processor, True
+    final = Path(cfg.grpo.output_dir) / "final"
+    trainer.save_model(str(final))
+    processor.save_pretrained(final)
+    return trainer.model, processor, False

@@ -1,0 +1,170 @@
+"""TRL trainers extended for mrgfast: non-finite-loss stop, data-order log, fused GRPO loss switch.
+
+``MrgGRPOTrainer`` is TRL's ``GRPOTrainer``; only two things change:
+
+* ``_compute_loss``: with ``use_fused_loss`` on and ``mrgfast.kernels.grpo_loss`` importable, the
+  policy's last hidden states (not logits) go through the fused loss together with the LM head
+  weight; everything else (generation, rewards, advantages, reference log-probs, logging) is TRL's.
+  With the switch off, or the kernel missing, TRL's own loss runs unchanged.
+* ``_generate_and_score_completions``: records which studies each optimizer step saw (the data
+  position) in ``data_order.jsonl`` so a resumed run can be checked against an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+from trl import GRPOTrainer, SFTTrainer
+
+log = logging.getLogger("mrgfast.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def fused_loss_available() -> bool:
+    try:
+        from mrgfast.kernels import grpo_loss  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class _SafetyMixin:
+    """Stop on a NaN/Inf loss before the optimizer applies it (the last saved checkpoint stays good)."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            last = _last_checkpoint(self.args.output_dir)
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at optimizer step {self.state.global_step + 1} "
+                f"(micro-batch before the update; no update was applied). "
+                + (f"Last good checkpoint: {last} (resume with --resume after lowering the learning rate "
+                   "or checking the data)." if last else "No checkpoint was saved yet."))
+        return loss
+
+
+def _last_checkpoint(folder: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    try:
+        return get_last_checkpoint(folder) if Path(folder).is_dir() else None
+    except Exception:
+        return None
+
+
+class MrgSFTTrainer(_SafetyMixin, SFTTrainer):
+    pass
+
+
+class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
+    def __init__(self, *args, use_fused_loss: bool = False, data_order_path: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.use_fused_loss = bool(use_fused_loss)
+        if self.use_fused_loss and not fused_loss_available():
+            log.warning("use_fused_loss is on but mrgfast.kernels.grpo_loss is not importable: using TRL's loss")
+            self.use_fused_loss = False
+        if self.use_fused_loss and self.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo"):
+            log.warning("fused loss supports grpo/bnpo/dr_grpo/dapo, not %s: using TRL's loss", self.loss_type)
+            self.use_fused_loss = False
+        if self.use_fused_loss and (self.top_entropy_quantile < 1.0 or self.off_policy_mask_threshold is not None
+                                    or self._entropy_bonus_enabled or self.use_vllm):
+            log.warning("fused loss does not cover entropy masks/bonus, off-policy masks or vLLM IS: using TRL's loss")
+            self.use_fused_loss = False
+        log.info("GRPO loss: %s", "mrgfast.kernels.grpo_loss (fused)" if self.use_fused_loss else "TRL")
+        self.data_order_path = data_order_path
+
+    # ------------------------------------------------------------------------------------------ data order
+    def _generate_and_score_completions(self, inputs):
+        if self.data_order_path and self.model.training and self.accelerator.is_main_process:
+            ids = [x.get("id") for x in inputs]
+            with open(self.data_order_path, "a") as fh:
+                fh.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
+        return super()._generate_and_score_completions(inputs)
+
+    # ------------------------------------------------------------------------------------------ loss
+    def _compute_loss(self, model, inputs):
+        if not self.use_fused_loss:
+            return super()._compute_loss(model, inputs)
+        return self._fused_compute_loss(model, inputs)
+
+    def _policy_hidden_states(self, model, inputs):
+        """Last hidden states [B, T, H] at the positions that predict the completion tokens."""
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        kw = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+        for key in ("pixel_values", "image_grid_thw", "pixel_attention_mask", "image_sizes", "token_type_ids",
+                    "mm_token_type_ids"):
+            if inputs.get(key) is not None:
+                kw[key] = inputs[key]
+        unwrapped = self.accelerator.unwrap_model(model)
+        base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+        backbone = getattr(base, "model", None) or base.base_model
+        with self.accelerator.autocast():
+            out = backbone(**kw)
+        T = completion_ids.size(1)
+        hidden = out.last_hidden_state[:, -T - 1:-1, :]
+        lm_head = base.get_output_embeddings()
+        return hidden, lm_head
+
+    def _fused_compute_loss(self, model, inputs):
+        from mrgfast.kernels import grpo_loss
+
+        hidden, lm_head = self._policy_hidden_states(model, inputs)
+        completion_ids = inputs["completion_ids"]
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        advantages = inputs["advantages"]
+        mode = "train" if self.model.training else "eval"
+        num_items = None
+        if self.loss_type == "dapo":
+            # TRL's normaliser for dapo, undone of the accumulation scaling the kernel leaves to us
+            num_items = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                num_items = num_items / self.args.steps_per_generation * self.current_gradient_accumulation_steps
+        out = grpo_loss(
+            hidden, lm_head.weight, completion_ids, mask, advantages,
+            bias=lm_head.bias, old_logps=inputs.get("old_per_token_logps"),
+            ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None, beta=self.beta,
+            epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, delta=self.args.delta,
+            temperature=self.temperature, loss_type=self.loss_type,
+            importance_sampling_level=self.importance_sampling_level, num_items_in_batch=num_items,
+            max_completion_length=self.max_completion_length,
+        )
+        loss, metrics = _unpack_kernel_output(out)
+        if self.loss_type in ("grpo", "bnpo", "dr_grpo") and mode == "train":
+            loss = loss / self.current_gradient_accumulation_steps
+        for name, value in metrics.items():
+            if value is None:
+                continue
+            v = value.item() if torch.is_tensor(value) else float(value)
+            if math.isfinite(v):
+                key = {"clip_ratio_low": "clip_ratio/low_mean", "clip_ratio_high": "clip_ratio/high_mean",
+                       "clip_ratio_region": "clip_ratio/region_mean", "mean_kl": "kl"}.get(name, name)
+                if key == "kl" and self.beta == 0.0:
+                    continue
+                self._metrics[mode][key].append(v)
+        return loss
+
+
+def _unpack_kernel_output(out):
+    """``grpo_loss`` returns loss + detached per-token logps + metrics (tuple or object); take loss and metrics."""
+    if isinstance(out, torch.Tensor):
+        return out, {}
+    if isinstance(out, tuple):
+        loss = out[0]
+        metrics = next((x for x in out[1:] if isinstance(x, dict)), {})
+        return loss, metrics
+    loss = getattr(out, "loss")
+    metrics = getattr(out, "metrics", None) or {}
+    if not metrics:
+        metrics = {k: getattr(out, k) for k in ("mean_kl", "clip_ratio_low", "clip_ratio_high", "clip_ratio_region",
+                                                "entropy") if getattr(out, k, None) is not None}
+    return loss, dict(metrics)

@@ -1,0 +1,56 @@
+"""Configuration: presets validate with --dry-run (no model needed), flags override, errors are clear."""
+
+from __future__ import annotations
+
+import pytest
+
+from mrgfast.cli.main import main as cli
+from mrgfast.train.config import ConfigError, build_config, parse_overrides
+
+
+@pytest.mark.parametrize("preset", ["tiny", "mrg-r1-iu-xray", "mrg-r1-mimic-cxr"])
+def test_presets_dry_run(preset, capsys):
+    assert cli(["train", "--preset", preset, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "configuration OK" in out and "0.75*MCCS" in out and "0.25*format" in out
+
+
+def test_paper_presets_hold_the_recipe():
+    for preset, kind, views in (("mrg-r1-iu-xray", "iu_xray", 2), ("mrg-r1-mimic-cxr", "mimic_cxr", 1)):
+        cfg = build_config(preset)
+        assert cfg.mrg.dataset_kind == kind and cfg.mrg.max_images == views
+        assert cfg.grpo.reward_weights == [0.75, 0.25]
+        assert cfg.mrg.grpo_use_lora and cfg.mrg.lora_r > 0
+        assert cfg.grpo.num_generations >= 2
+
+
+def test_flags_override_yaml_and_reach_the_right_stage(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("preset: tiny\noutput_dir: x\ngrpo:\n  learning_rate: 1.0e-4\n")
+    ov = parse_overrides(["--learning_rate", "3e-4", "--grpo.num_generations", "4", "--model-path", "/m",
+                          "--lora_target_modules", "q_proj,v_proj", "--tensorboard"])
+    cfg = build_config(None, str(y), ov)
+    assert cfg.sft.learning_rate == 3e-4 and cfg.grpo.learning_rate == 3e-4  # the shared flag beats the YAML
+    assert cfg.grpo.num_generations == 4
+    assert cfg.mrg.model_name_or_path == "/m" and cfg.mrg.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.mrg.tensorboard and "tensorboard" in cfg.grpo.report_to
+    assert cfg.sft.output_dir.endswith("x/sft") and cfg.grpo.output_dir.endswith("x/grpo")
+    assert cfg.mrg.preset == "tiny" and cfg.grpo.max_steps == 40  # from the preset named in the YAML
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(ConfigError, match="unknown setting 'no_such_field'"):
+        build_config("tiny", None, {"no_such_field": "1"})
+    with pytest.raises(ConfigError, match="grpo: unknown GRPOConfig field"):
+        build_config("tiny", None, {"grpo": {"bogus": "1"}})
+    with pytest.raises(ConfigError, match=r"grpo\.num_generations: expected an integer"):
+        build_config("tiny", None, {"grpo": {"num_generations": "many"}})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_config("nope")
+    with pytest.raises(ConfigError, match="invalid GRPOConfig"):  # TRL's own validation
+        build_config("tiny", None, {"grpo": {"num_generations": "7", "per_device_train_batch_size": "8"}})
+
+
+def test_cli_reports_config_errors(capsys):
+    assert cli(["train", "--preset", "tiny", "--dry-run", "--grpo.bogus", "1"]) == 2
+    assert "configuration error" in capsys.readouterr().err
