@@ -1,0 +1,1 @@
+../../kernels/grpo_loss.py
