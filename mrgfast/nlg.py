@@ -70,7 +70,7 @@ def nlg_metrics(
 def _close_meteor(scorer) -> None:
     """pycocoevalcap leaves the METEOR subprocess running until garbage collection; stop it now."""
     proc = getattr(scorer, "meteor_p", None)
-    if proc is None:
+    if proc is None or proc.poll() is not None:
         return
     with getattr(scorer, "lock", _NullLock()):
         for stream in (proc.stdin, proc.stdout):
@@ -80,7 +80,7 @@ def _close_meteor(scorer) -> None:
                 pass
         proc.kill()
         proc.wait()
-    scorer.meteor_p = None
+    # The dead process object stays: pycocoevalcap's __del__ closes and kills it again, harmlessly.
 
 
 class _NullLock:

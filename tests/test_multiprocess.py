@@ -45,11 +45,6 @@ class CountingReward:
         base = self.inner(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
         return [b + (sum(ids) % 7) / 7.0 for b, ids in zip(base, completion_ids)]
 
-# mrgfast.train.run writes state.json from every process (tmp file + rename, racing between ranks);
-# until it writes from the main process only, do that here.
-_orig_save_state = R._save_state
-R._save_state = lambda out, state: _orig_save_state(out, state) if rank == 0 else None
-
 orig_rewards = R.build_rewards
 R.build_rewards = lambda cfg: [CountingReward(f) if i == 0 else f for i, f in enumerate(orig_rewards(cfg))]
 

@@ -144,16 +144,25 @@ class HFGenerator:
         self.tok.padding_side = "left"
 
     def generate(self, studies: Sequence, instruction: str, settings: GenerationSettings, seed: int) -> List[str]:
-        import torch
+        return generate_batch(self.model, self.processor, studies, instruction, settings, seed=seed)
 
-        texts = [prompt_text(self.processor, s, instruction) for s in studies]
-        images = [im for s in studies for im in _load_images(s)]
-        enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
-        if settings.do_sample:
-            torch.manual_seed(seed)
-        with torch.inference_mode():
-            out = self.model.generate(**enc, pad_token_id=self.tok.pad_token_id, **settings.hf_kwargs())
-        return self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+def generate_batch(model, processor, studies: Sequence, instruction: str, settings: GenerationSettings,
+                   *, seed: int = 0) -> List[str]:
+    """One batch of completions from a loaded model (left padding), shared by eval and the trainer."""
+    import torch
+
+    tok = getattr(processor, "tokenizer", processor)
+    tok.padding_side = "left"
+    device = next(model.parameters()).device
+    texts = [prompt_text(processor, s, instruction) for s in studies]
+    images = [im for s in studies for im in _load_images(s)]
+    enc = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
+    if settings.do_sample:
+        torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(**enc, pad_token_id=tok.pad_token_id, **settings.hf_kwargs())
+    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def vllm_available() -> Optional[str]:

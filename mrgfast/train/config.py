@@ -74,7 +74,7 @@ class MrgConfig:
     mccs_margin: float = field(default=0.5, metadata={"help": "MCCS margin m."})
     mccs_uncertain: float = field(default=1.0, metadata={"help": "Signed value of an uncertain finding."})
     reward_threads: int | None = field(default=None, metadata={"help": "Labeler threads (None: all cores)."})
-    use_fused_loss: bool = field(default=False, metadata={"help": "GRPO loss through mrgfast.kernels.grpo_loss (falls back to TRL's when unavailable)."})
+    use_fused_loss: bool = field(default=True, metadata={"help": "GRPO loss through mrgfast.kernels.grpo_loss (falls back to TRL's when unavailable or unsupported)."})
     # ---- evaluation
     evaluate: bool = field(default=True, metadata={"help": "Evaluate CE-F1 / MCCS on eval_split after each stage."})
     eval_samples: int | None = field(default=None, metadata={"help": "First N studies of eval_split (None: all)."})
@@ -127,7 +127,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         return None
     if isinstance(value, str):
         low = value.strip().lower()
-        if low in ("none", "null") and base is not str:
+        # "none" stays a string where the field takes strings (e.g. report_to="none")
+        takes_str = base is str or str in typing.get_args(base)
+        if low in ("none", "null") and not takes_str:
             return None
         if base is bool:
             if low in ("1", "true", "yes", "on"):

@@ -12,53 +12,31 @@ log = logging.getLogger("mrgfast.eval")
 
 def generate_reports(model, processor, studies, *, instruction: str, batch_size: int = 32,
                      max_new_tokens: int = 128, progress: bool = True) -> list[str]:
-    import torch
-    from PIL import Image
+    """Greedy completions for every study, in batches (the generation code of ``mrgfast eval``)."""
     from tqdm.auto import tqdm
 
-    tok = getattr(processor, "tokenizer", processor)
-    tok.padding_side = "left"
+    from mrgfast.eval.generate import GenerationSettings, generate_batch
+
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
     model.eval()
-    device = next(model.parameters()).device
     outs: list[str] = []
-    it = range(0, len(studies), batch_size)
-    for start in tqdm(it, desc="eval", disable=not progress, leave=False):
-        batch = studies[start:start + batch_size]
-        texts, images = [], []
-        for s in batch:
-            msgs = [{"role": "user", "content": [{"type": "image"} for _ in s.image_paths]
-                     + [{"type": "text", "text": instruction}]}]
-            texts.append(processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
-            for p in s.image_paths:
-                with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
-        enc = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
-        with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
-        gen = gen[:, enc["input_ids"].shape[1]:]
-        outs += tok.batch_decode(gen, skip_special_tokens=True)
+    for start in tqdm(range(0, len(studies), batch_size), desc="eval", disable=not progress, leave=False):
+        outs += generate_batch(model, processor, studies[start:start + batch_size], instruction, settings)
     return outs
 
 
 def score(completions: list[str], references: list[str], *, margin: float = 0.5, uncertain: float = 1.0) -> dict:
-    import numpy as np
+    """The trainer's summary of :func:`mrgfast.eval.metrics.eval_metrics` (same code as eval and score)."""
+    from mrgfast.eval.metrics import eval_metrics
 
-    import mrgfast
-    from mrgfast.reward import FormatReward, extract_report
-
-    reports = [extract_report(c) for c in completions]
-    pred = mrgfast.label(reports)
-    ref = mrgfast.label(references)
-    ce = mrgfast.ce_metrics(pred, ref)
-    m = np.asarray(mrgfast.mccs(reports, references, margin=margin, uncertain=uncertain), dtype=float)
-    fmt = FormatReward()(prompts=[None] * len(completions), completions=completions)
+    r = eval_metrics(completions, references, margin=margin, uncertain=uncertain, nlg=False)
+    micro, macro = r["ce"]["all"]["micro"], r["ce"]["all"]["macro"]
     return {
-        "n": len(completions),
-        "ce_f1_micro": float(ce["micro"]["f1"]), "ce_precision_micro": float(ce["micro"]["precision"]),
-        "ce_recall_micro": float(ce["micro"]["recall"]), "ce_f1_macro": float(ce["macro"]["f1"]),
-        "mccs_mean": float(m.mean()) if len(m) else 0.0,
-        "format_rate": float(np.mean(fmt)) if fmt else 0.0,
+        "n": r["n"],
+        "ce_f1_micro": micro["f1"], "ce_precision_micro": micro["precision"],
+        "ce_recall_micro": micro["recall"], "ce_f1_macro": macro["f1"],
+        "mccs_mean": r["mccs"]["mean"],
+        "format_rate": r["format"]["rate"],
     }
 
 

@@ -35,6 +35,15 @@ class RunError(RuntimeError):
     pass
 
 
+def _rank() -> int:
+    """This process's global rank under `accelerate launch` / torchrun (0 when run alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _is_main() -> bool:
+    return _rank() == 0
+
+
 def _setup_logging(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger("mrgfast")
@@ -43,7 +52,14 @@ def _setup_logging(out: Path) -> None:
     for h in list(root.handlers):
         if getattr(h, "_mrgfast", False):
             root.removeHandler(h)
-    for h in (logging.StreamHandler(sys.stderr), logging.FileHandler(out / "train.log")):
+    # Under several processes only rank 0 writes the log file; the others log warnings to stderr.
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if _is_main():
+        handlers.append(logging.FileHandler(out / "train.log"))
+    else:
+        root.setLevel(logging.WARNING)
+        fmt = logging.Formatter(f"%(asctime)s [rank {_rank()}] %(name)s: %(message)s", "%H:%M:%S")
+    for h in handlers:
         h.setFormatter(fmt)
         h._mrgfast = True
         root.addHandler(h)
@@ -56,6 +72,8 @@ def _state(out: Path) -> dict:
 
 
 def _save_state(out: Path, state: dict) -> None:
+    if not _is_main():  # one writer: every rank holds the same state
+        return
     tmp = out / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=1))
     os.replace(tmp, out / "state.json")
@@ -76,6 +94,17 @@ def prepare_assets(cfg: RunConfig) -> None:
         log.info("building the tiny Qwen2.5-VL at %s", m.model_name_or_path)
         build_tiny(m.model_name_or_path, hidden_size=m.tiny_hidden_size, num_layers=m.tiny_layers,
                    image_size=m.synth_image_size, seed=m.seed)
+
+
+def _main_process_first(fn) -> None:
+    """Run `fn` on rank 0 before the other ranks (they then find its files); alone, just run it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        fn()
+        return
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        fn()
 
 
 def _resume_checkpoint(stage_dir: Path, resume: str | None) -> str | None:
@@ -102,7 +131,8 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
         raise RunError(f"--resume {resume}: checkpoint folder not found")
     _setup_logging(out)
     t_start = time.time()
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+    if _is_main():
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
     log.info("configuration:\n%s", describe(cfg))
     state = _state(out)
     if resume:
@@ -114,12 +144,13 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
     from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
     from mrgfast.models.loading import load_processor
 
-    prepare_assets(cfg)
+    _main_process_first(lambda: prepare_assets(cfg))
     if not m.model_name_or_path:
         raise RunError("no model: set model_name_or_path (--model-path DIR)")
     if not m.annotation:
         raise RunError("no dataset: set annotation (--annotation PATH/annotation.json)")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if not os.environ.get("OMP_NUM_THREADS"):  # respect an explicit thread budget (several runs per machine)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     set_seed(m.seed)
     instruction = m.instruction or DEFAULT_INSTRUCTION
     splits = tuple(dict.fromkeys([m.train_split] + ([m.eval_split] if m.evaluate else [])))
@@ -159,7 +190,7 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
             return 130
         state["completed"].append(stage)
         _save_state(out, state)
-        if m.evaluate and eval_studies:
+        if m.evaluate and eval_studies and _is_main():
             from mrgfast.train.evaluate import evaluate
 
             res = evaluate(model, processor, eval_studies, instruction=instruction, out_dir=out / "eval", tag=stage,
@@ -168,6 +199,8 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
             state["evals"][stage] = res
             _save_state(out, state)
         del model
+    if not _is_main():
+        return 0
     if m.plot and "grpo" in m.stages:
         from mrgfast.train.plotting import plot_grpo
 

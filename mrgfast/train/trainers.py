@@ -108,10 +108,21 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
         unwrapped = self.accelerator.unwrap_model(model)
         base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
         backbone = getattr(base, "model", None) or base.base_model
-        with self.accelerator.autocast():
-            out = backbone(**kw)
+        # The forward must go through the wrapped model (DDP/FSDP prepare their gradient sync there), so
+        # the backbone's output is captured by a hook and the LM head runs on one position only.
+        captured = {}
+
+        def keep_hidden(_module, _args, output):
+            captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+        handle = backbone.register_forward_hook(keep_hidden)
+        try:
+            with self.accelerator.autocast():
+                model(**kw, logits_to_keep=1)
+        finally:
+            handle.remove()
         T = completion_ids.size(1)
-        hidden = out.last_hidden_state[:, -T - 1:-1, :]
+        hidden = captured["hidden"][:, -T - 1:-1, :]
         lm_head = base.get_output_embeddings()
         return hidden, lm_head
 

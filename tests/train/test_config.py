@@ -35,7 +35,7 @@ def test_flags_override_yaml_and_reach_the_right_stage(tmp_path):
     assert cfg.mrg.model_name_or_path == "/m" and cfg.mrg.lora_target_modules == ["q_proj", "v_proj"]
     assert cfg.mrg.tensorboard and "tensorboard" in cfg.grpo.report_to
     assert cfg.sft.output_dir.endswith("x/sft") and cfg.grpo.output_dir.endswith("x/grpo")
-    assert cfg.mrg.preset == "tiny" and cfg.grpo.max_steps == 40  # from the preset named in the YAML
+    assert cfg.mrg.preset == "tiny" and cfg.grpo.max_steps == 60  # from the preset named in the YAML
 
 
 def test_config_errors_name_the_setting():
