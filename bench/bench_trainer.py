@@ -150,8 +150,8 @@ def build_cfg(args, model: str, annotation: str, out_dir: str):
     for kv in getattr(args, "mrg", None) or []:
         k, v = kv.split("=", 1)
         overrides[k] = v
-    if args.fused:
-        overrides["use_fused_loss"] = "true"
+    if args.trl_loss:
+        overrides["use_fused_loss"] = "false"
     return build_config(args.preset, None, overrides)
 
 
@@ -345,7 +345,8 @@ def main(argv=None) -> int:
                     help="override a GRPOConfig field for every variant (repeatable), e.g. --grpo max_completion_length=40")
     ap.add_argument("--mrg", action="append", metavar="FIELD=VALUE",
                     help="override an mrgfast config field for every variant (repeatable), e.g. --mrg lora_r=64")
-    ap.add_argument("--fused", action="store_true", help="use_fused_loss on (mrgfast variant uses mrgfast.kernels)")
+    ap.add_argument("--trl-loss", action="store_true",
+                    help="use_fused_loss off: the mrgfast variant computes TRL's own loss instead of mrgfast.kernels")
     ap.add_argument("--hidden", type=int, default=128, help="tiny model hidden size (default: the tiny preset's 128)")
     ap.add_argument("--layers", type=int, default=2, help="tiny model layers (default: the tiny preset's 2)")
     ap.add_argument("--image-size", type=int, default=112)
@@ -390,7 +391,7 @@ def main(argv=None) -> int:
                 out = tf.name
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", v, "--model", model,
                    "--annotation", annotation, "--out", out, "--preset", args.preset, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--fused"] if args.fused else [])
+                   "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--trl-loss"] if args.trl_loss else [])
             for kv in args.grpo or []:
                 cmd += ["--grpo", kv]
             for kv in args.mrg or []:
@@ -431,7 +432,7 @@ def main(argv=None) -> int:
     out = {"suite": "trainer_cpu", "machine": info, "config": {
         "preset": args.preset, "prompts_per_step": prompts,
         "num_generations": g.num_generations, "max_completion_length": g.max_completion_length,
-        "loss_type": g.loss_type, "beta": g.beta, "lora_r": probe_cfg.mrg.lora_r, "fused_loss": args.fused,
+        "loss_type": g.loss_type, "beta": g.beta, "lora_r": probe_cfg.mrg.lora_r, "fused_loss": probe_cfg.mrg.use_fused_loss,
         "warmup": args.warmup, "steps": args.steps, "rounds": args.rounds, "model_hidden": args.hidden,
         "model_layers": args.layers, "image_size": args.image_size, "grpo_overrides": args.grpo or [],
         "mrg_overrides": args.mrg or [], "threads": args.threads},
