@@ -52,15 +52,9 @@ def _parse():
 
 def _setup_imports(args) -> dict:
     """Carried wheels first, then the repo tree for mrgfast.kernels (without needing mrgfast's Rust extension)."""
-    notes = {}
-    whl = Path(args.wheels)
-    wheels = sorted(whl.glob("*.whl")) if whl.is_dir() else []
-    if wheels:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
-                            args.site, *map(str, wheels)], capture_output=True, text=True)
-        notes["wheels"] = [w.name for w in wheels] if r.returncode == 0 else f"pip failed: {r.stderr[-300:]}"
-    if Path(args.site).is_dir():
-        sys.path.insert(0, args.site)
+    from carried_wheels import install_carried_wheels
+
+    notes = install_carried_wheels(args.wheels, args.site)
     try:
         import mrgfast.kernels  # noqa: F401
 

@@ -86,17 +86,9 @@ def parse(argv=None):
 
 
 def setup_wheels(args) -> dict:
-    notes = {}
-    whl = Path(args.wheels)
-    wheels = sorted(whl.glob("*.whl")) if whl.is_dir() else []
-    if wheels:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
-                            args.site, *map(str, wheels)], capture_output=True, text=True)
-        notes["wheels"] = [w.name for w in wheels] if r.returncode == 0 else f"pip failed: {r.stderr[-400:]}"
-    if Path(args.site).is_dir():
-        sys.path.insert(0, args.site)
-        os.environ["PYTHONPATH"] = args.site + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-    return notes
+    from carried_wheels import install_carried_wheels
+
+    return install_carried_wheels(args.wheels, args.site)
 
 
 def build_model(args, folder: Path) -> dict:
@@ -216,8 +208,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, str(HERE / "bench_trainer.py"), "--worker", v, "--model", str(work / "model"),
                "--annotation", str(annotation), "--out", str(out), "--preset", "tiny", "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--threads", "0"]
-        if v == "mrgfast" and not args.no_fused:
-            cmd.append("--fused")
+        if v == "mrgfast" and args.no_fused:
+            cmd.append("--trl-loss")
         for kv in grpo:
             cmd += ["--grpo", kv]
         for kv in mrg:

@@ -37,34 +37,24 @@ impl Tokens {
         self.toks.last().map(|t| t.kind)
     }
 
+    /// The haystack character and vocabulary id of a punctuation token.
+    fn punct(kind: u8, ids: [u32; 2]) -> (u8, u32) {
+        match kind {
+            COMMA => (b',', ids[0]),
+            COLON => (b':', ids[1]),
+            BREAK => (b'|', NONE),
+            _ => (b'#', NONE),
+        }
+    }
+
     fn push_punct(&mut self, kind: u8, ids: [u32; 2]) {
-        let ch = match kind {
-            COMMA => b',',
-            COLON => b':',
-            BREAK => b'|',
-            _ => b'#',
-        };
-        let id = match kind {
-            COMMA => ids[0],
-            COLON => ids[1],
-            _ => NONE,
-        };
+        let (ch, id) = Self::punct(kind, ids);
         self.toks.push(Tok { kind, start: self.hay.len(), id, len: 1 });
         self.hay.extend_from_slice(&[0x01, ch, 0x02]);
     }
 
     fn replace_last(&mut self, kind: u8, ids: [u32; 2]) {
-        let ch = match kind {
-            COMMA => b',',
-            COLON => b':',
-            BREAK => b'|',
-            _ => b'#',
-        };
-        let id = match kind {
-            COMMA => ids[0],
-            COLON => ids[1],
-            _ => NONE,
-        };
+        let (ch, id) = Self::punct(kind, ids);
         if let Some(t) = self.toks.last_mut() {
             t.kind = kind;
             t.id = id;
