@@ -74,7 +74,7 @@ class Entry:
     """One rule phrase and everything it means (roles add up over sections)."""
 
     __slots__ = ("tokens", "prefix", "mentions", "desc_group", "desc_targets", "mods", "triggers",
-                 "term", "clause", "header", "skip", "connect")
+                 "term", "clause", "header", "skip", "connect", "copula", "conj")
 
     def __init__(self, tokens: Tuple[str, ...], prefix: bool):
         self.tokens = tokens
@@ -89,6 +89,8 @@ class Entry:
         self.header: Optional[str] = None  # "keep" | "skip"
         self.skip = False
         self.connect = False
+        self.copula = False
+        self.conj = False
 
     def mod_class(self, group: str) -> Optional[str]:
         c = self.mods.get(group)
@@ -212,6 +214,10 @@ class Rules:
             e.skip = True
         elif kind == "connect":
             e.connect = True
+        elif kind == "copula":
+            e.copula = True
+        elif kind == "conj":
+            e.conj = True
         else:
             raise ValueError(f"rules.txt:{lineno}: unknown section @{kind}")
 
@@ -388,13 +394,22 @@ def code_at(r: Rules, U: list, p: int) -> int:
     # triggers before p
     d = 0
     seen_mention = False
+    subj = -1  # units since a copula between here and p (-1: none): "and <subject> is" starts a clause
     q = p - 1
     while q >= 0 and d <= max_w:
         u = U[q]
         if u[0] == "p":
+            if 1 <= subj <= near_w:
+                break  # "no effusion, heart is enlarged"
             q -= 1
             continue
         e = _entry_of(u)
+        if e is not None and e.conj and 1 <= subj <= near_w:
+            break
+        if subj >= 0:
+            subj = subj + 1 if subj < near_w else -1
+        if e is not None and e.copula:
+            subj = 0
         if e is not None:
             if e.term or e.clause:
                 break
@@ -417,17 +432,33 @@ def code_at(r: Rules, U: list, p: int) -> int:
     # triggers after p
     d = 0
     seen_mention = False
+    pe = _entry_of(U[p])
+    predicate = pe is not None and not pe.mentions  # a modifier is its own predicate
+    comma = False  # a comma passed with no list conjunction after it
+    # a bare list item ("atelectasis, effusion, consolidation not seen") crosses commas
+    bare = (p == 0 or U[p - 1][0] == "p") and p + 1 < len(U) and U[p + 1][0] == "p"
     q = p + 1
     while q < len(U) and d <= max_w:
         u = U[q]
         if u[0] == "p":
+            comma = not bare
             q += 1
             continue
         e = _entry_of(u)
         if e is not None:
             if e.term or e.clause:
                 break
+            if e.conj and predicate:
+                break
+            if e.connect:
+                comma = False
+            if e.copula:
+                predicate = True
             t = e.triggers
+            if t and comma and t & _POST_ROLES:
+                break
+            if t and "unc_pre" in t and "unc_post" in t and _mention_follows(r, U, q, near_w):
+                t = t - {"unc_pre", "unc_post"}
             if t:
                 if "neg_post" in t and d <= post_w:
                     neg = True
@@ -450,6 +481,29 @@ def code_at(r: Rules, U: list, p: int) -> int:
     return POSITIVE
 
 
+_POST_ROLES = frozenset(("neg_post", "unc_post", "strong_post"))
+
+
+def _mention_follows(r: Rules, U: list, q: int, window: int) -> bool:
+    """A finding mention within `window` words after the trigger at q ("X is likely Y": the
+    two-way trigger then qualifies Y only)."""
+    d = 0
+    q += 1
+    while q < len(U) and d <= window:
+        u = U[q]
+        if u[0] == "p":
+            return False
+        e = _entry_of(u)
+        if e is not None:
+            if e.term or e.clause:
+                return False
+            if e.mentions:
+                return True
+        d += 1
+        q += 1
+    return False
+
+
 def prenominal(r: Rules, U: list, p: int, group: str) -> Optional[int]:
     """Index of the modifier right before the descriptor at p (skip words allowed between)."""
     skipped = 0
@@ -468,6 +522,26 @@ def prenominal(r: Rules, U: list, p: int, group: str) -> Optional[int]:
     return None
 
 
+def _bridged(r: Rules, U: list, q: int, group: str) -> bool:
+    """The contrast word at q is followed by a modifier of `group` (one skip word allowed between),
+    itself not before a descriptor."""
+    q += 1
+    if q < len(U):
+        e = _entry_of(U[q])
+        if e is not None and e.skip and e.mod_class(group) is None:
+            q += 1
+    if q >= len(U):
+        return False
+    e = _entry_of(U[q])
+    if e is None or e.mod_class(group) is None:
+        return False
+    if q + 1 < len(U):
+        n = _entry_of(U[q + 1])
+        if n is not None and n.desc_group is not None:
+            return False
+    return True
+
+
 def desc_code(r: Rules, U: list, p: int, group: str) -> Optional[int]:
     win = r.params["desc_window"]
     mods: List[int] = []
@@ -482,7 +556,9 @@ def desc_code(r: Rules, U: list, p: int, group: str) -> Optional[int]:
         while q < len(U) and d <= win:
             u = U[q]
             e = _entry_of(u)
-            if e is not None and (e.term or e.mentions):
+            if e is not None and e.term and not found and _bridged(r, U, q, group):
+                e = None  # "lungs are hyperinflated but clear": the modifier right after applies
+            elif e is not None and (e.term or e.mentions):
                 break
             c = e.mod_class(group) if e is not None else None
             if c is not None:

@@ -69,6 +69,8 @@ pub struct Entry {
     pub header: u8,
     pub skip: bool,
     pub connect: bool,
+    pub copula: bool,
+    pub conj: bool,
 }
 
 impl Entry {
@@ -102,6 +104,8 @@ pub struct Info {
     pub mention: bool,
     pub skip: bool,
     pub connect: bool,
+    pub copula: bool,
+    pub conj: bool,
     pub desc_group: u8,
     pub mods: [u8; MAX_GROUPS],
 }
@@ -345,6 +349,8 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             }
             "skipword" => e.skip = true,
             "connect" => e.connect = true,
+            "copula" => e.copula = true,
+            "conj" => e.conj = true,
             other => return Err(format!("line {lineno}: unknown section @{other}")),
         }
     }
@@ -454,6 +460,8 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             mention: !e.mentions.is_empty(),
             skip: e.skip,
             connect: e.connect,
+            copula: e.copula,
+            conj: e.conj,
             desc_group: e.desc_group,
             mods: e.mods,
         })

@@ -31,14 +31,32 @@ pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
     // triggers before p
     let mut d = 0usize;
     let mut seen_mention = false;
+    // units since a copula between here and p (-1: none): "and <subject> is" starts a clause
+    let mut subj: isize = -1;
+    let near = pr.near_window as isize;
     let mut q = p;
     while q > 0 && d <= max_w {
         q -= 1;
         let u = units[q];
         if u == Unit::Punct {
+            if subj >= 1 && subj <= near {
+                break; // "no effusion, heart is enlarged"
+            }
             continue;
         }
-        if let Some(e) = entry(r, u) {
+        let eo = entry(r, u);
+        if let Some(e) = eo {
+            if e.conj && subj >= 1 && subj <= near {
+                break;
+            }
+        }
+        if subj >= 0 {
+            subj = if subj < near { subj + 1 } else { -1 };
+        }
+        if let Some(e) = eo {
+            if e.copula {
+                subj = 0;
+            }
             if e.term || e.clause {
                 break;
             }
@@ -70,18 +88,40 @@ pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
     // triggers after p
     let mut d = 0usize;
     let mut seen_mention = false;
+    // a modifier is its own predicate; a mention gets one from a copula after it
+    let mut predicate = entry(r, units[p]).map(|e| !e.mention).unwrap_or(false);
+    // a comma passed with no list conjunction after it
+    let mut comma = false;
+    // a bare list item ("atelectasis, effusion, consolidation not seen") crosses commas
+    let bare = (p == 0 || units[p - 1] == Unit::Punct) && p + 1 < units.len() && units[p + 1] == Unit::Punct;
     let mut q = p + 1;
     while q < units.len() && d <= max_w {
         let u = units[q];
         q += 1;
         if u == Unit::Punct {
+            comma = !bare;
             continue;
         }
         if let Some(e) = entry(r, u) {
             if e.term || e.clause {
                 break;
             }
-            let t = e.triggers;
+            if e.conj && predicate {
+                break;
+            }
+            if e.connect {
+                comma = false;
+            }
+            if e.copula {
+                predicate = true;
+            }
+            let mut t = e.triggers;
+            if t != 0 && comma && t & (NEG_POST | UNC_POST | STRONG_POST) != 0 {
+                break;
+            }
+            if t & UNC_PRE != 0 && t & UNC_POST != 0 && mention_follows(r, units, q - 1, pr.near_window) {
+                t &= !(UNC_PRE | UNC_POST);
+            }
             if t != 0 {
                 if t & NEG_POST != 0 && d <= pr.post_window {
                     neg = true;
@@ -112,6 +152,58 @@ pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
     } else {
         POSITIVE
     }
+}
+
+/// A finding mention within `window` words after the trigger at `q` ("X is likely Y": the
+/// two-way trigger then qualifies Y only).
+fn mention_follows(r: &Rules, units: &[Unit], q: usize, window: usize) -> bool {
+    let mut d = 0usize;
+    let mut q = q + 1;
+    while q < units.len() && d <= window {
+        let u = units[q];
+        if u == Unit::Punct {
+            return false;
+        }
+        if let Some(e) = entry(r, u) {
+            if e.term || e.clause {
+                return false;
+            }
+            if e.mention {
+                return true;
+            }
+        }
+        d += 1;
+        q += 1;
+    }
+    false
+}
+
+/// The contrast word at `q` is followed by a modifier of `group` (one skip word allowed
+/// between), itself not before a descriptor: "lungs are hyperinflated but clear".
+fn bridged(r: &Rules, units: &[Unit], q: usize, group: u8) -> bool {
+    let mut q = q + 1;
+    if q < units.len() {
+        if let Some(e) = entry(r, units[q]) {
+            if e.skip && e.mod_class(group) == MOD_NONE {
+                q += 1;
+            }
+        }
+    }
+    if q >= units.len() {
+        return false;
+    }
+    match entry(r, units[q]) {
+        Some(e) if e.mod_class(group) != MOD_NONE => {}
+        _ => return false,
+    }
+    if q + 1 < units.len() {
+        if let Some(n) = entry(r, units[q + 1]) {
+            if n.is_desc() {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// The modifier right before the descriptor at `p` ("enlarged heart", "widening of the
@@ -153,9 +245,12 @@ pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
         let mut q = p + 1;
         while q < units.len() && d <= win {
             let u = units[q];
-            let e = entry(r, u);
-            if let Some(e) = e {
-                if e.term || e.mention {
+            let mut e = entry(r, u);
+            if let Some(ee) = e {
+                if ee.term && !found && bridged(r, units, q, group) {
+                    // the modifier right after the contrast word applies
+                    e = None;
+                } else if ee.term || ee.mention {
                     break;
                 }
             }
