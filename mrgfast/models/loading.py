@@ -87,7 +87,6 @@ def load_model(path: str | os.PathLike, *, attn_implementation: str = "auto", dt
                trust_remote_code: bool = False):
     """Qwen2.5-VL family through its own class, other image-text-to-text models through the Auto class."""
     offline()
-    import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     p = _check_folder(path)

@@ -26,6 +26,13 @@ def _check_params(margin: float, uncertain: float) -> None:
         raise ValueError(f"uncertain must lie in [-1, 1], got {uncertain!r}")
 
 
+def _check_settings(reference_column: str, margin: float, uncertain: float) -> None:
+    """Constructor checks shared by the reward classes."""
+    if not isinstance(reference_column, str) or not reference_column:
+        raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
+    _check_params(margin, uncertain)
+
+
 def mccs_scores(
     texts: Sequence[Optional[str]],
     references: Sequence[str],
@@ -115,9 +122,7 @@ class MCCSReward(RewardFunction):
         name: str = "mccs_reward",
     ):
         super().__init__(name)
-        if not isinstance(reference_column, str) or not reference_column:
-            raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
-        _check_params(margin, uncertain)
+        _check_settings(reference_column, margin, uncertain)
         self.reference_column = reference_column
         self.margin = float(margin)
         self.uncertain = float(uncertain)

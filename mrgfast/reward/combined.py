@@ -13,7 +13,7 @@ import numpy as np
 
 from mrgfast import engine
 from mrgfast.reward._common import RewardFunction, check_length, reference_column
-from mrgfast.reward.clinical import _check_params, mccs_of_reports
+from mrgfast.reward.clinical import _check_settings, mccs_of_reports
 from mrgfast.reward.format import parse_completion
 
 MCCS_WEIGHT = 0.75
@@ -41,9 +41,7 @@ class MRGReward(RewardFunction):
         name: str = "mrg_reward",
     ):
         super().__init__(name)
-        if not isinstance(reference_column, str) or not reference_column:
-            raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
-        _check_params(margin, uncertain)
+        _check_settings(reference_column, margin, uncertain)
         for wname, w in (("mccs_weight", mccs_weight), ("format_weight", format_weight)):
             if not np.isfinite(float(w)):
                 raise ValueError(f"{wname} must be finite, got {w!r}")

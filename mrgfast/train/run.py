@@ -141,8 +141,7 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
     import torch
     from transformers import set_seed
 
-    from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
-    from mrgfast.models.loading import load_processor
+    from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation
 
     _main_process_first(lambda: prepare_assets(cfg))
     if not m.model_name_or_path:
@@ -244,16 +243,24 @@ def _log_trainable(model, stage: str) -> None:
     log.info("%s: trainable parameters %d of %d (%.2f%%)", stage, n_train, n_all, 100 * n_train / max(n_all, 1))
 
 
-def run_sft(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: str | None):
-    from mrgfast.data.r2gen import to_dataset
+def _load(cfg: RunConfig, model_path: str):
+    """The stage's starting model and its processor, with the run's loading options."""
     from mrgfast.models.loading import load_model, load_processor
-    from mrgfast.train.trainers import MrgSFTTrainer
 
     m = cfg.mrg
     processor = load_processor(model_path, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
                                max_pixels=m.max_pixels)
     model = load_model(model_path, attn_implementation=m.attn_implementation, dtype=m.dtype,
                        trust_remote_code=m.trust_remote_code)
+    return model, processor
+
+
+def run_sft(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: str | None):
+    from mrgfast.data.r2gen import to_dataset
+    from mrgfast.train.trainers import MrgSFTTrainer
+
+    m = cfg.mrg
+    model, processor = _load(cfg, model_path)
     ds = to_dataset(studies, instruction=instruction, with_completion=True).remove_columns(["id", "report"])
     cbs = _callbacks(cfg, "sft")
     trainer = MrgSFTTrainer(model=model, args=cfg.sft, train_dataset=ds, processing_class=processor,
@@ -283,14 +290,10 @@ def build_rewards(cfg: RunConfig):
 
 def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: str | None):
     from mrgfast.data.r2gen import to_dataset
-    from mrgfast.models.loading import load_model, load_processor
     from mrgfast.train.trainers import MrgGRPOTrainer
 
     m = cfg.mrg
-    processor = load_processor(model_path, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
-                               max_pixels=m.max_pixels)
-    model = load_model(model_path, attn_implementation=m.attn_implementation, dtype=m.dtype,
-                       trust_remote_code=m.trust_remote_code)
+    model, processor = _load(cfg, model_path)
     ds = to_dataset(studies, instruction=instruction, with_completion=False)
     cbs = _callbacks(cfg, "grpo")
     Path(cfg.grpo.output_dir).mkdir(parents=True, exist_ok=True)
