@@ -140,8 +140,10 @@ def main() -> int:
         if full:
             r["time_ratio"] = r["time_s"] / full["time_s"]
             r["mem_ratio"] = r["extra_peak_bytes"] / max(1, full["extra_peak_bytes"])
-        print(f"{r['impl']:<9} {r['time_s']:8.3f} {r.get('time_ratio', float('nan')):7.3f} "
-              f"{r['extra_peak_bytes'] / 2**20:10.1f} {r.get('mem_ratio', float('nan')):7.3f}  {r['loss']:.6f}")
+        print(
+            f"{r['impl']:<9} {r['time_s']:8.3f} {r.get('time_ratio', float('nan')):7.3f} "
+            f"{r['extra_peak_bytes'] / 2**20:10.1f} {r.get('mem_ratio', float('nan')):7.3f}  {r['loss']:.6f}"
+        )
 
     checks = {}
     mrg = next((r for r in rows if r["impl"] == "mrgfast" and "skipped" not in r), None)
@@ -156,12 +158,28 @@ def main() -> int:
             print(f"  [{'PASS' if v else 'FAIL'}] {k}")
     out = {
         "suite": "loss_cpu",
-        "shape": {"tokens": args.tokens, "batch": args.batch, "hidden": args.hidden, "vocab": args.vocab,
-                  "dtype": "float32", "threads": args.threads, "reps": args.reps},
-        "settings": {"loss_type": "dapo", "importance_sampling_level": "token", "beta": 0.04, "old_logps": True,
-                     "grads": "hidden and weight"},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+        "shape": {
+            "tokens": args.tokens,
+            "batch": args.batch,
+            "hidden": args.hidden,
+            "vocab": args.vocab,
+            "dtype": "float32",
+            "threads": args.threads,
+            "reps": args.reps,
+        },
+        "settings": {
+            "loss_type": "dapo",
+            "importance_sampling_level": "token",
+            "beta": 0.04,
+            "old_logps": True,
+            "grads": "hidden and weight",
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "results": rows,
         "checks": checks,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

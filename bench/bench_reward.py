@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     # the GRPO shape: G completions share one reference, labelled once
     G = 8
-    groups = [(gen[i:i + G], ref[i]) for i in range(0, args.n - G + 1, G)]
+    groups = [(gen[i : i + G], ref[i]) for i in range(0, args.n - G + 1, G)]
 
     def grouped():
         for g, r in groups:
@@ -90,8 +90,10 @@ def main(argv=None) -> int:
         ("python reference", rpy, 1.0),
         (f"rust mccs_group G={G}, 1 thread, per call", rgroup, rgroup / rpy),
     ]
-    print(f"reward engine: label + MCCS, {args.n} pairs ({n_unique} distinct reports, "
-          f"{mean_chars:.0f} chars on average), best of {args.repeat}")
+    print(
+        f"reward engine: label + MCCS, {args.n} pairs ({n_unique} distinct reports, "
+        f"{mean_chars:.0f} chars on average), best of {args.repeat}"
+    )
     print(f"{'implementation':<44}{'reports/s':>14}{'vs python':>12}")
     for name, rate, ratio in rows:
         print(f"{name:<44}{rate:>14,.0f}{ratio:>11.1f}x")
@@ -102,13 +104,15 @@ def main(argv=None) -> int:
         "rate_ok": rall >= FLOOR_RATE,
         "ratio_ok": rall / rpy >= FLOOR_RATIO,
     }
-    print(f"floors: >= {FLOOR_RATE:,.0f} reports/s: {'PASS' if floors['rate_ok'] else 'FAIL'}; "
-          f">= {FLOOR_RATIO:.0f}x python: {'PASS' if floors['ratio_ok'] else 'FAIL'}")
+    print(
+        f"floors: >= {FLOOR_RATE:,.0f} reports/s: {'PASS' if floors['rate_ok'] else 'FAIL'}; "
+        f">= {FLOOR_RATIO:.0f}x python: {'PASS' if floors['ratio_ok'] else 'FAIL'}"
+    )
 
     result = {
         "suite": "reward",
         "metric": "reports/s (one generated report labelled + MCCS against its labelled reference)",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpu_count": threads,
             "platform": platform.platform(),
@@ -118,8 +122,13 @@ def main(argv=None) -> int:
             "mrgfast": getattr(mrgfast, "__version__", "?"),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         },
-        "corpus": {"pairs": args.n, "distinct_reports": n_unique, "mean_chars": mean_chars, "seed": args.seed,
-                   "python_subsample": pn},
+        "corpus": {
+            "pairs": args.n,
+            "distinct_reports": n_unique,
+            "mean_chars": mean_chars,
+            "seed": args.seed,
+            "python_subsample": pn,
+        },
         "results": {
             "rust_1_thread": r1,
             "rust_all_threads": rall,

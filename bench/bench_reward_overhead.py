@@ -123,7 +123,7 @@ def time_call(fn, reps: int, warmup: int = 10):
 
 
 def bench_rewards(completions, references, reps: int, threads):
-    from mrgfast.reward import MRGReward, FormatReward, MCCSReward
+    from mrgfast.reward import FormatReward, MCCSReward, MRGReward
 
     n = len(completions)
     prompts = [[{"role": "user", "content": "Describe the chest film."}]] * n
@@ -133,8 +133,11 @@ def bench_rewards(completions, references, reps: int, threads):
 
     def trl_kwargs():
         # everything TRL's _calculate_rewards passes besides the dataset columns
-        return {"trainer_state": None, "log_extra": lambda column, values: None,
-                "log_metric": lambda name, value: metrics.__setitem__(name, value)}
+        return {
+            "trainer_state": None,
+            "log_extra": lambda column, values: None,
+            "log_metric": lambda name, value: metrics.__setitem__(name, value),
+        }
 
     mrg = MRGReward(threads=threads)
     mccs = MCCSReward(threads=threads)
@@ -142,9 +145,11 @@ def bench_rewards(completions, references, reps: int, threads):
     out = {}
     out["mrg_reward (strings)"] = time_call(
         lambda: mrg(prompts=prompts, completions=completions, completion_ids=ids, report=references, **trl_kwargs()),
-        reps)
+        reps,
+    )
     out["mrg_reward (chat messages)"] = time_call(
-        lambda: mrg(prompts=prompts, completions=chat, completion_ids=ids, report=references, **trl_kwargs()), reps)
+        lambda: mrg(prompts=prompts, completions=chat, completion_ids=ids, report=references, **trl_kwargs()), reps
+    )
 
     def two():
         mccs(prompts=prompts, completions=completions, completion_ids=ids, report=references, **trl_kwargs())
@@ -168,7 +173,7 @@ def bench_bert(texts, reps: int, batch_size: int, threads: int):
     batches = []
     g = torch.Generator().manual_seed(0)
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         width = max(lengths[i] for i in idx)
         ids = torch.randint(1000, vocab, (len(idx), width), generator=g)
         mask = torch.zeros(len(idx), width, dtype=torch.long)
@@ -253,20 +258,26 @@ def main(argv=None) -> int:
     words_c = [len(c.split()) for c in completions]
     words_r = [len(r.split()) for r in dict.fromkeys(references)]
 
-    print(f"GRPO batch: {args.prompts} prompts x {args.generations} completions = {n} completions; "
-          f"completion words mean {np.mean(words_c):.0f} (max {max(words_c)}), reference words mean "
-          f"{np.mean(words_r):.0f}; mean reward {np.mean(values):.3f}")
+    print(
+        f"GRPO batch: {args.prompts} prompts x {args.generations} completions = {n} completions; "
+        f"completion words mean {np.mean(words_c):.0f} (max {max(words_c)}), reference words mean "
+        f"{np.mean(words_r):.0f}; mean reward {np.mean(values):.3f}"
+    )
     print(f"{'implementation':<46}{'median':>14}{'p90':>14}{'per completion':>16}{'BERT / this':>13}")
     for name, r in rewards.items():
-        print(f"{name:<46}{r['median_us']:>12,.0f}us{r['p90_us']:>12,.0f}us{r['median_us'] / n:>14.2f}us"
-              f"{bert['median_us'] / r['median_us']:>12,.0f}x")
+        print(
+            f"{name:<46}{r['median_us']:>12,.0f}us{r['p90_us']:>12,.0f}us{r['median_us'] / n:>14.2f}us"
+            f"{bert['median_us'] / r['median_us']:>12,.0f}x"
+        )
     label = f"BERT-base forward ({bert['sequences']} texts, {bert['tokens']:,} tokens)"
     print(f"{label:<46}{bert['median_us']:>12,.0f}us{'':>14}{bert['median_us'] / n:>14,.0f}us{1:>12}x")
 
     ok_time = reward_us < 2000
     ok_ratio = ratio >= 1000
-    print(f"acceptance: reward {reward_us:.0f} us < 2000 us: {'PASS' if ok_time else 'FAIL'}; "
-          f"BERT / reward = {ratio:.0f}x >= 1000x: {'PASS' if ok_ratio else 'FAIL'}")
+    print(
+        f"acceptance: reward {reward_us:.0f} us < 2000 us: {'PASS' if ok_time else 'FAIL'}; "
+        f"BERT / reward = {ratio:.0f}x >= 1000x: {'PASS' if ok_ratio else 'FAIL'}"
+    )
     info = machine()
     if not info["labeler_finds_findings"]:
         print("note: the installed labeler finds no findings in a report that has some (placeholder build?)")
@@ -275,9 +286,13 @@ def main(argv=None) -> int:
         "suite": "reward_overhead",
         "machine": info,
         "batch": {
-            "prompts": args.prompts, "generations": args.generations, "completions": n,
-            "completion_words_mean": float(np.mean(words_c)), "completion_chars_mean": float(np.mean([len(c) for c in completions])),
-            "reference_words_mean": float(np.mean(words_r)), "seed": args.seed,
+            "prompts": args.prompts,
+            "generations": args.generations,
+            "completions": n,
+            "completion_words_mean": float(np.mean(words_c)),
+            "completion_chars_mean": float(np.mean([len(c) for c in completions])),
+            "reference_words_mean": float(np.mean(words_r)),
+            "seed": args.seed,
         },
         "reward_threads": args.threads,
         "rewards": rewards,

@@ -83,8 +83,13 @@ class Probe:
                 probe.cpu_begin = time.process_time()
 
             def on_step_end(self, args, state, control, **kw):
-                probe.steps.append({"step": state.global_step, "seconds": time.perf_counter() - probe.t_begin,
-                                    "cpu_seconds": time.process_time() - probe.cpu_begin})
+                probe.steps.append(
+                    {
+                        "step": state.global_step,
+                        "seconds": time.perf_counter() - probe.t_begin,
+                        "cpu_seconds": time.process_time() - probe.cpu_begin,
+                    }
+                )
 
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs and "num_tokens" in logs:
@@ -103,20 +108,32 @@ class Probe:
             sp = self.spans.get(s["step"], {})
             tok_prev = self.num_tokens.get(s["step"] - 1)
             tok = self.num_tokens.get(s["step"])
-            rows.append({
-                "step": s["step"], "seconds": s["seconds"], "cpu_seconds": s["cpu_seconds"],
-                "generate": sp.get("transformers.generate", 0.0),
-                "rewards": sp.get("_calculate_rewards", 0.0),
-                "prepare_inputs": sp.get("_prepare_inputs", 0.0),
-                "reward_funcs": {k: v for k, v in sp.items() if k not in SPAN_NAMES},
-                "tokens": (tok - tok_prev) if tok is not None and tok_prev is not None else None,
-                "completion_tokens": self.completion_len.get(s["step"], 0.0) * completions_per_step,
-            })
+            rows.append(
+                {
+                    "step": s["step"],
+                    "seconds": s["seconds"],
+                    "cpu_seconds": s["cpu_seconds"],
+                    "generate": sp.get("transformers.generate", 0.0),
+                    "rewards": sp.get("_calculate_rewards", 0.0),
+                    "prepare_inputs": sp.get("_prepare_inputs", 0.0),
+                    "reward_funcs": {k: v for k, v in sp.items() if k not in SPAN_NAMES},
+                    "tokens": (tok - tok_prev) if tok is not None and tok_prev is not None else None,
+                    "completion_tokens": self.completion_len.get(s["step"], 0.0) * completions_per_step,
+                }
+            )
         return rows
 
 
-SPAN_NAMES = {"transformers.generate", "transformers.generate_batch", "_calculate_rewards", "_prepare_inputs",
-              "compute_loss", "_get_per_token_logps_and_entropies", "sync_weights", "vLLM.generate"}
+SPAN_NAMES = {
+    "transformers.generate",
+    "transformers.generate_batch",
+    "_calculate_rewards",
+    "_prepare_inputs",
+    "compute_loss",
+    "_get_per_token_logps_and_entropies",
+    "sync_weights",
+    "vLLM.generate",
+}
 
 
 def peak_rss_mb() -> float:
@@ -139,14 +156,21 @@ def prepare_assets(root: Path, *, hidden: int, layers: int, image_size: int, n_t
 def build_cfg(args, model: str, annotation: str, out_dir: str):
     from mrgfast.train.config import build_config
 
-    grpo = {"max_steps": str(args.warmup + args.steps), "save_strategy": "no", "logging_steps": "1",
-            "seed": "0"}
+    grpo = {"max_steps": str(args.warmup + args.steps), "save_strategy": "no", "logging_steps": "1", "seed": "0"}
     for kv in args.grpo or []:
         k, v = kv.split("=", 1)
         grpo[k] = v
-    overrides = {"output_dir": out_dir, "stages": "grpo", "model_name_or_path": model, "annotation": annotation,
-                 "synth_if_missing": "false", "tiny_if_missing": "false", "evaluate": "false", "plot": "false",
-                 "grpo": grpo}
+    overrides = {
+        "output_dir": out_dir,
+        "stages": "grpo",
+        "model_name_or_path": model,
+        "annotation": annotation,
+        "synth_if_missing": "false",
+        "tiny_if_missing": "false",
+        "evaluate": "false",
+        "plot": "false",
+        "grpo": grpo,
+    }
     for kv in getattr(args, "mrg", None) or []:
         k, v = kv.split("=", 1)
         overrides[k] = v
@@ -166,8 +190,12 @@ def python_rewards(reference_column: str = "report", margin: float = 0.5, uncert
 
     def mccs_py(prompts, completions, completion_ids=None, **kw):
         refs = kw[reference_column]
-        return [float(x) for x in reference.mccs([extract_report(_text(c)) for c in completions], list(refs),
-                                                 margin=margin, uncertain=uncertain)]
+        return [
+            float(x)
+            for x in reference.mccs(
+                [extract_report(_text(c)) for c in completions], list(refs), margin=margin, uncertain=uncertain
+            )
+        ]
 
     def format_py(prompts, completions, completion_ids=None, **kw):
         return [format_score(_text(c)) for c in completions]
@@ -208,7 +236,7 @@ def worker(args) -> int:
         import mrgfast.train.run as R
 
         orig = R._callbacks
-        R._callbacks = lambda c, stage: orig(c, stage) + [probe.callback()]
+        R._callbacks = lambda c, stage: [*orig(c, stage), probe.callback()]
         rc = R.run(cfg)
         if rc != 0:
             raise RuntimeError(f"mrgfast train returned {rc}")
@@ -216,7 +244,7 @@ def worker(args) -> int:
         from trl import GRPOTrainer
 
         from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
-        from mrgfast.models.loading import lora_config, load_model, load_processor
+        from mrgfast.models.loading import load_model, load_processor, lora_config
 
         m = cfg.mrg
         torch.set_num_threads(max(1, os.cpu_count() or 1))  # as mrgfast train does (pinned by --threads)
@@ -232,17 +260,35 @@ def worker(args) -> int:
         else:
             from mrgfast.reward import FormatReward, MCCSReward
 
-            rewards = [MCCSReward(reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain),
-                       FormatReward()]
-        peft = lora_config(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_target_modules, m.lora_vision, model) \
-            if m.grpo_use_lora else None
-        trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=g, train_dataset=ds, processing_class=processor,
-                              peft_config=peft, callbacks=[probe.callback()])
+            rewards = [
+                MCCSReward(reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain),
+                FormatReward(),
+            ]
+        peft = (
+            lora_config(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_target_modules, m.lora_vision, model)
+            if m.grpo_use_lora
+            else None
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=rewards,
+            args=g,
+            train_dataset=ds,
+            processing_class=processor,
+            peft_config=peft,
+            callbacks=[probe.callback()],
+        )
         trainer.train()
     rows = probe.summary(args.warmup, completions_per_step)
-    result = {"variant": args.worker, "rows": rows, "peak_rss_mb": peak_rss_mb(), "wall_s": time.perf_counter() - t0,
-              "completions_per_step": completions_per_step, "threads": torch.get_num_threads(),
-              "loss": loss_impl[-1] if loss_impl else "TRL (trl.GRPOTrainer)"}
+    result = {
+        "variant": args.worker,
+        "rows": rows,
+        "peak_rss_mb": peak_rss_mb(),
+        "wall_s": time.perf_counter() - t0,
+        "completions_per_step": completions_per_step,
+        "threads": torch.get_num_threads(),
+        "loss": loss_impl[-1] if loss_impl else "TRL (trl.GRPOTrainer)",
+    }
     if torch.cuda.is_available():
         result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
         result["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
@@ -255,8 +301,13 @@ def worker(args) -> int:
 def machine() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor() or None,
-            "cores": os.cpu_count(), "torch": torch.__version__}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or None,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+    }
     try:
         import transformers
         import trl
@@ -266,7 +317,7 @@ def machine() -> dict:
         pass
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), info["cpu"])
+            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), info["cpu"])
         info["loadavg_at_start"] = os.getloadavg()
     except OSError:
         pass
@@ -288,12 +339,15 @@ def aggregate(results: list[dict]) -> dict:
     cpu_total = sum(r["cpu_seconds"] for r in rows)
     return {
         "steps_timed": len(rows),
-        "cpu_s_per_step": cpu_total / len(rows), "steps_per_cpu_s": len(rows) / cpu_total,
-        "step_s_median": med, "step_s_mean": total / len(rows),
+        "cpu_s_per_step": cpu_total / len(rows),
+        "steps_per_cpu_s": len(rows) / cpu_total,
+        "step_s_median": med,
+        "step_s_mean": total / len(rows),
         "steps_per_s": len(rows) / total,
         "tokens_per_s": (sum(tokens) / sum(r["seconds"] for r in rows if r["tokens"] is not None)) if tokens else None,
         "completion_tokens_per_s": sum(r["completion_tokens"] for r in rows) / total,
-        "generate_share": gen / total, "reward_share": rew / total,
+        "generate_share": gen / total,
+        "reward_share": rew / total,
         "rest_share": max(0.0, 1 - gen / total - rew / total),
         "reward_ms_per_step": 1000 * rew / len(rows),
         "reward_funcs_ms_per_step": {k: 1000 * v / len(rows) for k, v in funcs.items()},
@@ -335,23 +389,40 @@ def table(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--preset", default="tiny", help="preset whose GRPO stage is benchmarked (default tiny)")
     ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per variant and round (default 4)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed first steps (default 1)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of all variants (default 2)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    ap.add_argument("--grpo", action="append", metavar="FIELD=VALUE",
-                    help="override a GRPOConfig field for every variant (repeatable), e.g. --grpo max_completion_length=40")
-    ap.add_argument("--mrg", action="append", metavar="FIELD=VALUE",
-                    help="override an mrgfast config field for every variant (repeatable), e.g. --mrg lora_r=64")
-    ap.add_argument("--trl-loss", action="store_true",
-                    help="use_fused_loss off: the mrgfast variant computes TRL's own loss instead of mrgfast.kernels")
+    ap.add_argument(
+        "--grpo",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override a GRPOConfig field for every variant (repeatable), e.g. --grpo max_completion_length=40",
+    )
+    ap.add_argument(
+        "--mrg",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override an mrgfast config field for every variant (repeatable), e.g. --mrg lora_r=64",
+    )
+    ap.add_argument(
+        "--trl-loss",
+        action="store_true",
+        help="use_fused_loss off: the mrgfast variant computes TRL's own loss instead of mrgfast.kernels",
+    )
     ap.add_argument("--hidden", type=int, default=128, help="tiny model hidden size (default: the tiny preset's 128)")
     ap.add_argument("--layers", type=int, default=2, help="tiny model layers (default: the tiny preset's 2)")
     ap.add_argument("--image-size", type=int, default=112)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads per variant (default 1: steadiest on a shared machine; 0: as each trainer sets)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per variant (default 1: steadiest on a shared machine; 0: as each trainer sets)",
+    )
     ap.add_argument("--assets", default=None, help="folder for the tiny model and data (default: a temp folder)")
     ap.add_argument("--json", default=str(HERE / "results" / "trainer_cpu.json"))
     ap.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -378,20 +449,41 @@ def main(argv=None) -> int:
     g = probe_cfg.grpo
     prompts = g.per_device_train_batch_size * g.gradient_accumulation_steps // g.num_generations
     n_train = max(64, (args.warmup + args.steps) * prompts + 8)
-    model, annotation = prepare_assets(assets, hidden=args.hidden, layers=args.layers, image_size=args.image_size,
-                                       n_train=n_train)
-    print(f"GRPO config ({args.preset} preset): {prompts} prompts x "
-          f"{g.num_generations} completions x max {g.max_completion_length} tokens per step, loss {g.loss_type}, "
-          f"beta {g.beta}; LoRA r={probe_cfg.mrg.lora_r}; {args.warmup} warm-up + {args.steps} timed steps x "
-          f"{args.rounds} round(s)", flush=True)
+    model, annotation = prepare_assets(
+        assets, hidden=args.hidden, layers=args.layers, image_size=args.image_size, n_train=n_train
+    )
+    print(
+        f"GRPO config ({args.preset} preset): {prompts} prompts x "
+        f"{g.num_generations} completions x max {g.max_completion_length} tokens per step, loss {g.loss_type}, "
+        f"beta {g.beta}; LoRA r={probe_cfg.mrg.lora_r}; {args.warmup} warm-up + {args.steps} timed steps x "
+        f"{args.rounds} round(s)",
+        flush=True,
+    )
     results = defaultdict(list)
     for rnd in range(args.rounds):
         for v in variants:
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
                 out = tf.name
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", v, "--model", model,
-                   "--annotation", annotation, "--out", out, "--preset", args.preset, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--trl-loss"] if args.trl_loss else [])
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                v,
+                "--model",
+                model,
+                "--annotation",
+                annotation,
+                "--out",
+                out,
+                "--preset",
+                args.preset,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--threads",
+                str(args.threads),
+            ] + (["--trl-loss"] if args.trl_loss else [])
             for kv in args.grpo or []:
                 cmd += ["--grpo", kv]
             for kv in args.mrg or []:
@@ -405,14 +497,18 @@ def main(argv=None) -> int:
             os.unlink(out)
             results[v].append(res)
             med = statistics.median(r["seconds"] for r in res["rows"])
-            print(f"  round {rnd + 1} {v:<20} median step {med:.3f} s  ({time.time() - t0:.0f} s with start-up)",
-                  flush=True)
+            print(
+                f"  round {rnd + 1} {v:<20} median step {med:.3f} s  ({time.time() - t0:.0f} s with start-up)",
+                flush=True,
+            )
     summary = {v: aggregate(results[v]) for v in variants}
     # paired by round (variants of one round ran back to back): how steady is the ratio?
     base_v = "trl+py-reward" if "trl+py-reward" in variants else variants[0]
     for v in variants:
-        ratios = [sum(r["seconds"] for r in b["rows"]) / sum(r["seconds"] for r in a["rows"])
-                  for a, b in zip(results[v], results[base_v])]
+        ratios = [
+            sum(r["seconds"] for r in b["rows"]) / sum(r["seconds"] for r in a["rows"])
+            for a, b in zip(results[v], results[base_v])
+        ]
         summary[v]["steps_per_s_ratio_by_round"] = ratios
         summary[v]["steps_per_s_ratio_round_sd"] = statistics.stdev(ratios) if len(ratios) > 1 else None
     print()
@@ -423,20 +519,41 @@ def main(argv=None) -> int:
         checks["mrgfast_steps_per_s_ge_trl"] = a["steps_per_s"] >= b["steps_per_s"]
         checks["mrgfast_reward_share_lt_1pct"] = a["reward_share"] < 0.01
         checks["mrgfast_cpu_per_step_le_trl"] = a["cpu_s_per_step"] <= b["cpu_s_per_step"]
-        print(f"\nacceptance: mrgfast steps/s {a['steps_per_s']:.4f} >= plain TRL {b['steps_per_s']:.4f}: "
-              f"{'yes' if checks['mrgfast_steps_per_s_ge_trl'] else 'NO'}; mrgfast rewards "
-              f"{100 * a['reward_share']:.3f} % of step time (< 1 %): {'yes' if checks['mrgfast_reward_share_lt_1pct'] else 'NO'}; "
-              f"CPU s/step {a['cpu_s_per_step']:.3f} <= {b['cpu_s_per_step']:.3f}: "
-              f"{'yes' if checks['mrgfast_cpu_per_step_le_trl'] else 'NO'} (the CPU-time figure is the steadier one on a "
-              f"shared machine)")
-    out = {"suite": "trainer_cpu", "machine": info, "config": {
-        "preset": args.preset, "prompts_per_step": prompts,
-        "num_generations": g.num_generations, "max_completion_length": g.max_completion_length,
-        "loss_type": g.loss_type, "beta": g.beta, "lora_r": probe_cfg.mrg.lora_r, "fused_loss": probe_cfg.mrg.use_fused_loss,
-        "warmup": args.warmup, "steps": args.steps, "rounds": args.rounds, "model_hidden": args.hidden,
-        "model_layers": args.layers, "image_size": args.image_size, "grpo_overrides": args.grpo or [],
-        "mrg_overrides": args.mrg or [], "threads": args.threads},
-        "summary": summary, "checks": checks, "raw": results, "seconds": round(time.time() - t_start, 1)}
+        print(
+            f"\nacceptance: mrgfast steps/s {a['steps_per_s']:.4f} >= plain TRL {b['steps_per_s']:.4f}: "
+            f"{'yes' if checks['mrgfast_steps_per_s_ge_trl'] else 'NO'}; mrgfast rewards "
+            f"{100 * a['reward_share']:.3f} % of step time (< 1 %): {'yes' if checks['mrgfast_reward_share_lt_1pct'] else 'NO'}; "
+            f"CPU s/step {a['cpu_s_per_step']:.3f} <= {b['cpu_s_per_step']:.3f}: "
+            f"{'yes' if checks['mrgfast_cpu_per_step_le_trl'] else 'NO'} (the CPU-time figure is the steadier one on a "
+            f"shared machine)"
+        )
+    out = {
+        "suite": "trainer_cpu",
+        "machine": info,
+        "config": {
+            "preset": args.preset,
+            "prompts_per_step": prompts,
+            "num_generations": g.num_generations,
+            "max_completion_length": g.max_completion_length,
+            "loss_type": g.loss_type,
+            "beta": g.beta,
+            "lora_r": probe_cfg.mrg.lora_r,
+            "fused_loss": probe_cfg.mrg.use_fused_loss,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "rounds": args.rounds,
+            "model_hidden": args.hidden,
+            "model_layers": args.layers,
+            "image_size": args.image_size,
+            "grpo_overrides": args.grpo or [],
+            "mrg_overrides": args.mrg or [],
+            "threads": args.threads,
+        },
+        "summary": summary,
+        "checks": checks,
+        "raw": results,
+        "seconds": round(time.time() - t_start, 1),
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json} ({out['seconds']:.0f} s)")

@@ -19,8 +19,22 @@ def install_carried_wheels(wheels_dir: str, site: str) -> dict:
     whl = Path(wheels_dir)
     wheels = sorted(whl.glob("*.whl")) if whl.is_dir() else []
     if wheels:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
-                            site, *map(str, wheels)], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--no-deps",
+                "--target",
+                site,
+                *map(str, wheels),
+            ],
+            capture_output=True,
+            text=True,
+        )
         notes["wheels"] = [w.name for w in wheels] if r.returncode == 0 else f"pip failed: {r.stderr[-400:]}"
     if Path(site).is_dir():
         sys.path.insert(0, site)

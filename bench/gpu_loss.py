@@ -55,7 +55,7 @@ def _setup_imports(args) -> dict:
 
     notes = install_carried_wheels(args.wheels, args.site)
     try:
-        import mrgfast.kernels  # noqa: F401
+        import mrgfast.kernels
 
         notes["mrgfast.kernels"] = "installed package"
     except Exception as e:  # wheel absent or its extension unusable here: load only the kernels from the tree
@@ -68,7 +68,7 @@ def _setup_imports(args) -> dict:
 
         notes["mrgfast.kernels"] = f"repo tree ({type(e).__name__}: {str(e)[:120]})"
     try:  # TRL's kernel backward imports trl.trainer.utils (accelerate, datasets...): stub it if that fails
-        import trl.trainer.utils  # noqa: F401
+        import trl.trainer.utils
     except Exception as e:
         try:
             import trl.kernels  # noqa: F401
@@ -103,8 +103,12 @@ def main() -> int:
     dtype = torch.bfloat16
     B, N, H, V = args.batch, args.tokens, args.hidden, args.vocab
     T = N // B
-    info = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if not args.dry else "cpu (dry)",
-            "shape": {"tokens": N, "batch": B, "hidden": H, "vocab": V, "dtype": str(dtype)}, "imports": notes}
+    info = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if not args.dry else "cpu (dry)",
+        "shape": {"tokens": N, "batch": B, "hidden": H, "vocab": V, "dtype": str(dtype)},
+        "imports": notes,
+    }
     try:
         import triton
 
@@ -115,7 +119,7 @@ def main() -> int:
 
     # ---- 1. correctness at the real shape: Triton path vs full-logits reference -------------------------------
     h, w, ids, mask, adv, old, ref = make_inputs(B, T, H, V, dtype, device, seed=1)
-    mask[1, T // 2:] = 0  # some padding and one empty row exercise the masking
+    mask[1, T // 2 :] = 0  # some padding and one empty row exercise the masking
     mask[2] = 0
     kw = dict(old_logps=old, ref_logps=ref, beta=0.04, loss_type="grpo", importance_sampling_level="token")
     outs = {}
@@ -129,12 +133,20 @@ def main() -> int:
             torch.cuda.empty_cache()
     (lt, pt, ght, gwt), (lr, pr, ghr, gwr) = outs["triton"], outs["reference"]
     rel = lambda a, b: ((a - b).norm() / b.norm().clamp(min=1e-30)).item()  # noqa: E731
-    check = {"loss_abs_err": (lt - lr).abs().item(), "loss": lr.item(),
-             "logp_max_abs_err": (pt - pr).abs().max().item(), "grad_hidden_rel_err": rel(ght, ghr),
-             "grad_weight_rel_err": rel(gwt, gwr)}
+    check = {
+        "loss_abs_err": (lt - lr).abs().item(),
+        "loss": lr.item(),
+        "logp_max_abs_err": (pt - pr).abs().max().item(),
+        "grad_hidden_rel_err": rel(ght, ghr),
+        "grad_weight_rel_err": rel(gwt, gwr),
+    }
     tol = 2e-2  # bf16 logits
-    check["pass"] = (check["loss_abs_err"] <= tol * (1 + abs(check["loss"])) and check["grad_hidden_rel_err"] <= tol
-                     and check["grad_weight_rel_err"] <= tol and check["logp_max_abs_err"] <= 50 * tol)
+    check["pass"] = (
+        check["loss_abs_err"] <= tol * (1 + abs(check["loss"]))
+        and check["grad_hidden_rel_err"] <= tol
+        and check["grad_weight_rel_err"] <= tol
+        and check["logp_max_abs_err"] <= 50 * tol
+    )
     print("check triton vs reference:", json.dumps(check))
     del outs, lt, pt, ght, gwt, lr, pr, ghr, gwr
 
@@ -155,7 +167,7 @@ def main() -> int:
         try:
             h.grad = w.grad = None
 
-            def step():
+            def step(fn=fn):
                 h.grad = w.grad = None
                 fn(h, w, ids, mask, adv, old, ref).backward()
 
@@ -184,8 +196,16 @@ def main() -> int:
                 peak = float("nan")
             times.sort()
             ms = times[len(times) // 2]
-            rows.append({"impl": name, "median_ms": ms, "min_ms": times[0], "extra_peak_gib": peak / 2**30,
-                         "tflops": flops / (ms * 1e-3) / 1e12, "iters": len(times)})
+            rows.append(
+                {
+                    "impl": name,
+                    "median_ms": ms,
+                    "min_ms": times[0],
+                    "extra_peak_gib": peak / 2**30,
+                    "tflops": flops / (ms * 1e-3) / 1e12,
+                    "iters": len(times),
+                }
+            )
             print(f"{name:<8} {ms:9.2f} ms  extra peak {peak / 2**30:7.2f} GiB  {rows[-1]['tflops']:7.1f} TFLOP/s")
         except Exception as e:
             rows.append({"impl": name, "skipped": f"failed: {type(e).__name__}: {str(e)[:200]}"})

@@ -40,19 +40,58 @@ MARK_END = "<!-- gpu_trainer:end -->"
 
 # Qwen2.5-VL-3B-Instruct's config.json (shapes only)
 QWEN25_VL_3B = dict(
-    text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-              num_key_value_heads=2, vocab_size=151936, max_position_embeddings=128000, rms_norm_eps=1e-6,
-              rope_theta=1000000.0, mrope_section=[16, 24, 24], tie_word_embeddings=True),
-    vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-                patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                fullatt_block_indexes=[7, 15, 23, 31]),
+    text=dict(
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=128000,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        mrope_section=[16, 24, 24],
+        tie_word_embeddings=True,
+    ),
+    vision=dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=2048,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+    ),
 )
 DRY = dict(
-    text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, vocab_size=4096, max_position_embeddings=4096, rms_norm_eps=1e-6,
-              rope_theta=10000.0, mrope_section=[2, 3, 3], tie_word_embeddings=True),
-    vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
-                spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1]),
+    text=dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=4096,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        mrope_section=[2, 3, 3],
+        tie_word_embeddings=True,
+    ),
+    vision=dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=64,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[1],
+    ),
 )
 
 
@@ -73,9 +112,11 @@ def parse(argv=None):
     ap.add_argument("--site", default="/tmp/site")
     ap.add_argument("--work", default=None, help="folder for the model and data (default: a temp folder)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/trainer_gpu[_dry].json)")
-    ap.add_argument("--results-md", default=None,
-                    help="markdown file whose trainer section is replaced (default bench/RESULTS.md on a GPU; "
-                         "none with --dry)")
+    ap.add_argument(
+        "--results-md",
+        default=None,
+        help="markdown file whose trainer section is replaced (default bench/RESULTS.md on a GPU; none with --dry)",
+    )
     args = ap.parse_args(argv)
     if args.dry:
         args.prompts, args.generations, args.new_tokens, args.micro_batch = 2, 2, 8, 2
@@ -101,20 +142,40 @@ def build_model(args, folder: Path) -> dict:
     shapes = DRY if args.dry else QWEN25_VL_3B
     proc_dir = folder / "processor_src"
     if not (proc_dir / "config.json").is_file():  # tiny model only for its tokenizer + processor
-        build_tiny(proc_dir, hidden_size=32, num_layers=1, num_heads=4, vision_hidden=32, vision_depth=1,
-                   image_size=args.image_size, seed=0)
+        build_tiny(
+            proc_dir,
+            hidden_size=32,
+            num_layers=1,
+            num_heads=4,
+            vision_hidden=32,
+            vision_depth=1,
+            image_size=args.image_size,
+            seed=0,
+        )
     processor = AutoProcessor.from_pretrained(str(proc_dir), local_files_only=True)
     tok = processor.tokenizer
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>",
-                                                     "<|vision_start|>", "<|vision_end|>")}
+    ids = {
+        t: tok.convert_tokens_to_ids(t)
+        for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+    }
     t = dict(shapes["text"])
     mrope = t.pop("mrope_section")
     theta = t.pop("rope_theta")
-    t.update(rope_parameters={"rope_type": "default", "rope_theta": theta, "mrope_section": mrope},
-             bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
-    config = Qwen2_5_VLConfig(text_config=t, vision_config=dict(shapes["vision"]), image_token_id=ids["<|image_pad|>"],
-                              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                              vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
+    t.update(
+        rope_parameters={"rope_type": "default", "rope_theta": theta, "mrope_section": mrope},
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=t,
+        vision_config=dict(shapes["vision"]),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
     dtype = torch.float32 if args.dry else torch.bfloat16
     device = "cpu" if args.dry or not torch.cuda.is_available() else "cuda"
     model_dir = folder / "model"
@@ -130,8 +191,13 @@ def build_model(args, folder: Path) -> dict:
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
-    return {"parameters": n_params, "dtype": str(dtype).replace("torch.", ""), "build_and_save_s": round(time.time() - t0, 1),
-            "text": shapes["text"], "vision": shapes["vision"]}
+    return {
+        "parameters": n_params,
+        "dtype": str(dtype).replace("torch.", ""),
+        "build_and_save_s": round(time.time() - t0, 1),
+        "text": shapes["text"],
+        "vision": shapes["vision"],
+    }
 
 
 def shares_table(summary: dict) -> str:
@@ -185,29 +251,65 @@ def main(argv=None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu_trainer_"))
     work.mkdir(parents=True, exist_ok=True)
     model_info = build_model(args, work)
-    print(f"model: {model_info['parameters'] / 1e9:.3f} B parameters ({model_info['dtype']}), built and saved in "
-          f"{model_info['build_and_save_s']} s", flush=True)
+    print(
+        f"model: {model_info['parameters'] / 1e9:.3f} B parameters ({model_info['dtype']}), built and saved in "
+        f"{model_info['build_and_save_s']} s",
+        flush=True,
+    )
     from mrgfast.data.synth import generate
 
     n_train = (args.warmup + args.steps) * args.prompts + 8
-    annotation = generate(work / "data", n_train=n_train, n_val=0, n_test=1, image_size=args.image_size, views=2, seed=0)
+    annotation = generate(
+        work / "data", n_train=n_train, n_val=0, n_test=1, image_size=args.image_size, views=2, seed=0
+    )
     from mrgfast.models.loading import pick_attention
 
     attn = pick_attention("auto") if on_gpu else "sdpa"
     total = args.prompts * args.generations
-    grpo = [f"per_device_train_batch_size={args.micro_batch}", f"gradient_accumulation_steps={total // args.micro_batch}",
-            f"num_generations={args.generations}", f"max_completion_length={args.new_tokens}",
-            f"gradient_checkpointing={'false' if args.dry else 'true'}", "beta=0.04", "loss_type=dapo",
-            "learning_rate=1e-5", "temperature=1.0", f"bf16={'true' if on_gpu else 'false'}"]
-    mrg = [f"lora_r={args.lora_r}", f"lora_alpha={2 * args.lora_r}", "lora_dropout=0.0", "grpo_use_lora=true",
-           f"attn_implementation={attn}", "dataset_kind=synthetic"]
+    grpo = [
+        f"per_device_train_batch_size={args.micro_batch}",
+        f"gradient_accumulation_steps={total // args.micro_batch}",
+        f"num_generations={args.generations}",
+        f"max_completion_length={args.new_tokens}",
+        f"gradient_checkpointing={'false' if args.dry else 'true'}",
+        "beta=0.04",
+        "loss_type=dapo",
+        "learning_rate=1e-5",
+        "temperature=1.0",
+        f"bf16={'true' if on_gpu else 'false'}",
+    ]
+    mrg = [
+        f"lora_r={args.lora_r}",
+        f"lora_alpha={2 * args.lora_r}",
+        "lora_dropout=0.0",
+        "grpo_use_lora=true",
+        f"attn_implementation={attn}",
+        "dataset_kind=synthetic",
+    ]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     results = {}
     for v in variants:
         out = work / f"{v}.json"
-        cmd = [sys.executable, str(HERE / "bench_trainer.py"), "--worker", v, "--model", str(work / "model"),
-               "--annotation", str(annotation), "--out", str(out), "--preset", "tiny", "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", "0"]
+        cmd = [
+            sys.executable,
+            str(HERE / "bench_trainer.py"),
+            "--worker",
+            v,
+            "--model",
+            str(work / "model"),
+            "--annotation",
+            str(annotation),
+            "--out",
+            str(out),
+            "--preset",
+            "tiny",
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--threads",
+            "0",
+        ]
         if v == "mrgfast" and args.no_fused:
             cmd.append("--trl-loss")
         for kv in grpo:
@@ -221,8 +323,11 @@ def main(argv=None) -> int:
             raise SystemExit(f"variant {v} failed (exit {proc.returncode})")
         res = json.loads(out.read_text())
         results[v] = res
-        print(f"  {v:<16} median step {sorted(r['seconds'] for r in res['rows'])[len(res['rows']) // 2]:.2f} s "
-              f"({time.time() - t0:.0f} s with start-up and model load)", flush=True)
+        print(
+            f"  {v:<16} median step {sorted(r['seconds'] for r in res['rows'])[len(res['rows']) // 2]:.2f} s "
+            f"({time.time() - t0:.0f} s with start-up and model load)",
+            flush=True,
+        )
     summary = {}
     for v, res in results.items():
         s = BT.aggregate([res])
@@ -232,18 +337,44 @@ def main(argv=None) -> int:
     machine = BT.machine()
     if on_gpu:
         machine["gpu"] = torch.cuda.get_device_name()
-    cfg = {"prompts": args.prompts, "generations": args.generations, "new_tokens": args.new_tokens,
-           "micro_batch": args.micro_batch, "image_size": args.image_size, "views": 2, "lora_r": args.lora_r,
-           "attention": attn, "fused_loss_in_mrgfast": not args.no_fused, "steps": args.steps, "warmup": args.warmup,
-           "grpo": grpo, "mrg": mrg}
+    cfg = {
+        "prompts": args.prompts,
+        "generations": args.generations,
+        "new_tokens": args.new_tokens,
+        "micro_batch": args.micro_batch,
+        "image_size": args.image_size,
+        "views": 2,
+        "lora_r": args.lora_r,
+        "attention": attn,
+        "fused_loss_in_mrgfast": not args.no_fused,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "grpo": grpo,
+        "mrg": mrg,
+    }
     table = shares_table(summary)
     print()
     print(table)
-    out_path = Path(args.out) if args.out else HERE / "results" / ("trainer_gpu_dry.json" if args.dry else "trainer_gpu.json")
+    out_path = (
+        Path(args.out) if args.out else HERE / "results" / ("trainer_gpu_dry.json" if args.dry else "trainer_gpu.json")
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"suite": "trainer_gpu", "dry": args.dry, "machine": machine, "model": model_info,
-                                    "config": cfg, "notes": notes, "summary": summary, "raw": results,
-                                    "seconds": round(time.time() - t_start, 1)}, indent=1))
+    out_path.write_text(
+        json.dumps(
+            {
+                "suite": "trainer_gpu",
+                "dry": args.dry,
+                "machine": machine,
+                "model": model_info,
+                "config": cfg,
+                "notes": notes,
+                "summary": summary,
+                "raw": results,
+                "seconds": round(time.time() - t_start, 1),
+            },
+            indent=1,
+        )
+    )
     md = Path(args.results_md) if args.results_md else (None if args.dry else HERE / "RESULTS.md")
     if md is not None:
         section = (
@@ -254,7 +385,8 @@ def main(argv=None) -> int:
             f"per step (2 views of {args.image_size} px per prompt), micro-batch {args.micro_batch}, gradient "
             f"checkpointing; median of {args.steps} steps after {args.warmup} warm-up. `mrgfast` = `mrgfast train`'s "
             f"GRPO stage{' with the fused loss' if not args.no_fused else ''}; plain TRL uses plain-Python rewards of "
-            f"the same output. Training share = step time outside generation and rewards.\n\n{table}\n")
+            f"the same output. Training share = step time outside generation and rewards.\n\n{table}\n"
+        )
         update_results_md(md, section)
         print(f"updated {md}")
     print(f"wrote {out_path} ({time.time() - t_start:.0f} s)")

@@ -38,8 +38,9 @@ def make_trl():
 
     def fn(h, w, ids, mask, adv, old, ref):
         B, T, H = h.shape
-        lp = ChunkedLogProbFunction.apply(h.reshape(-1, H), w, None, ids.reshape(-1), 1.0,
-                                          _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ("log_probs",))[0]
+        lp = ChunkedLogProbFunction.apply(
+            h.reshape(-1, H), w, None, ids.reshape(-1), 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ("log_probs",)
+        )[0]
         return trl_style_loss(lp.view(B, T).masked_fill(mask == 0, 0.0), mask, adv, old, ref)
 
     return fn
@@ -48,8 +49,16 @@ def make_trl():
 def make_liger(compiled: bool = False):
     from liger_kernel.chunked_loss import LigerFusedLinearGRPOLoss
 
-    mod = LigerFusedLinearGRPOLoss(beta=BETA, compiled=compiled, use_ref_model=True, chunk_size=1,
-                                   epsilon_low=EPS, epsilon_high=EPS, loss_type="dapo", temperature=1.0)
+    mod = LigerFusedLinearGRPOLoss(
+        beta=BETA,
+        compiled=compiled,
+        use_ref_model=True,
+        chunk_size=1,
+        epsilon_low=EPS,
+        epsilon_high=EPS,
+        loss_type="dapo",
+        temperature=1.0,
+    )
 
     def fn(h, w, ids, mask, adv, old, ref):
         out = mod(h, w, ids, mask, adv, ref_per_token_logps=ref, old_per_token_logps=old)
@@ -62,8 +71,20 @@ def make_mrgfast(backend: str = "auto"):
     from mrgfast.kernels import grpo_loss
 
     def fn(h, w, ids, mask, adv, old, ref):
-        return grpo_loss(h, w, ids, mask, adv, old_logps=old, ref_logps=ref, beta=BETA, epsilon_low=EPS,
-                         epsilon_high=EPS, loss_type="dapo", backend=backend).loss
+        return grpo_loss(
+            h,
+            w,
+            ids,
+            mask,
+            adv,
+            old_logps=old,
+            ref_logps=ref,
+            beta=BETA,
+            epsilon_low=EPS,
+            epsilon_high=EPS,
+            loss_type="dapo",
+            backend=backend,
+        ).loss
 
     return fn
 
@@ -73,8 +94,8 @@ IMPLS = {"full": make_full, "trl": make_trl, "liger": make_liger, "mrgfast": mak
 
 def make_inputs(B, T, H, V, dtype, device, seed=0):
     g = torch.Generator(device="cpu").manual_seed(seed)
-    h = (torch.randn(B, T, H, generator=g) ).to(device=device, dtype=dtype).requires_grad_(True)
-    w = (torch.randn(V, H, generator=g) * H ** -0.5).to(device=device, dtype=dtype).requires_grad_(True)
+    h = (torch.randn(B, T, H, generator=g)).to(device=device, dtype=dtype).requires_grad_(True)
+    w = (torch.randn(V, H, generator=g) * H**-0.5).to(device=device, dtype=dtype).requires_grad_(True)
     ids = torch.randint(0, V, (B, T), generator=g).to(device)
     mask = torch.ones(B, T, dtype=torch.long, device=device)
     adv = torch.randn(B, generator=g).to(device)

@@ -152,8 +152,9 @@ def _addmm_into(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         acc.add_(torch.mm(a, b))
 
 
-def _fused_run(ops, hidden, weight, bias, ids, mask, adv, old, ref, cfg, *, need_h, need_w, need_b, chunk,
-               want_entropy):
+def _fused_run(
+    ops, hidden, weight, bias, ids, mask, adv, old, ref, cfg, *, need_h, need_w, need_b, chunk, want_entropy
+):
     """Everything in one call: per-token log-probs, loss, metrics and (if asked) the gradients for ``loss``."""
     B, T = mask.shape
     N, H = hidden.shape
@@ -245,7 +246,7 @@ def _fused_run(ops, hidden, weight, bias, ids, mask, adv, old, ref, cfg, *, need
                 tile = project(s, e)
                 state = stats(s, e, tile)
                 grads(s, e, tile, state, g[s:e])
-    del tile_buf
+    tile_buf = None  # free the tile before the epilogue; the closures above are done with it
 
     logp = full(logp_v)
     entropy = full(ent_v) if want_entropy else None
@@ -387,8 +388,12 @@ def grpo_loss(
         raise ValueError(f"hidden {tuple(hidden.shape)} does not match [B={B}, T={T}, H={H}]")
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
-    if not hidden.is_floating_point() or hidden.dtype not in (torch.float16, torch.bfloat16, torch.float32,
-                                                             torch.float64):
+    if not hidden.is_floating_point() or hidden.dtype not in (
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+    ):
         raise TypeError(f"unsupported hidden dtype {hidden.dtype}")
     if weight.dtype != hidden.dtype:
         weight = weight.to(hidden.dtype)
@@ -413,15 +418,25 @@ def grpo_loss(
         num_items = num_items_in_batch.to(device=dev, dtype=acc).clamp(min=1.0)
     else:
         num_items = max(float(num_items_in_batch), 1.0)
-    cfg = _Cfg(float(beta), float(epsilon_low), float(epsilon_high), delta, float(temperature), loss_type,
-               importance_sampling_level, num_items, int(max_completion_length or T))
+    cfg = _Cfg(
+        float(beta),
+        float(epsilon_low),
+        float(epsilon_high),
+        delta,
+        float(temperature),
+        loss_type,
+        importance_sampling_level,
+        num_items,
+        int(max_completion_length or T),
+    )
 
     which = _resolve_backend(backend, dev)
     if which == "reference":
         from .grpo_loss_reference import grpo_loss_reference
 
-        return grpo_loss_reference(hidden.reshape(B, T, H), weight, bias, completion_ids, mask_bool, adv, old,
-                                   ref, cfg, compute_entropy)
+        return grpo_loss_reference(
+            hidden.reshape(B, T, H), weight, bias, completion_ids, mask_bool, adv, old, ref, cfg, compute_entropy
+        )
     if which == "triton":
         from . import grpo_loss_triton as ops
     else:
@@ -433,8 +448,23 @@ def grpo_loss(
     w = weight if weight.is_contiguous() else weight.contiguous()
 
     def fn(need_h, need_w, need_b):
-        return _fused_run(ops, h2d, w, bias, ids, mask_bool, adv, old, ref, cfg, need_h=need_h, need_w=need_w,
-                          need_b=need_b, chunk=chunk_size, want_entropy=compute_entropy)
+        return _fused_run(
+            ops,
+            h2d,
+            w,
+            bias,
+            ids,
+            mask_bool,
+            adv,
+            old,
+            ref,
+            cfg,
+            need_h=need_h,
+            need_w=need_w,
+            need_b=need_b,
+            chunk=chunk_size,
+            want_entropy=compute_entropy,
+        )
 
     tracked = torch.is_grad_enabled() and (
         hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)

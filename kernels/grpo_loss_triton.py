@@ -34,8 +34,19 @@ def available() -> bool:
     return _HAVE_TRITON
 
 
-def _stats_kernel(tile_ptr, stride, tgt_ptr, lse_ptr, tz_ptr, ent_ptr, n_cols, inv_t_ptr,
-                  HAS_ENTROPY: tl.constexpr, ACC_F64: tl.constexpr, BLOCK_V: tl.constexpr):
+def _stats_kernel(
+    tile_ptr,
+    stride,
+    tgt_ptr,
+    lse_ptr,
+    tz_ptr,
+    ent_ptr,
+    n_cols,
+    inv_t_ptr,
+    HAS_ENTROPY: tl.constexpr,
+    ACC_F64: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     base = tile_ptr + row * stride
     if ACC_F64:
@@ -68,8 +79,9 @@ def _stats_kernel(tile_ptr, stride, tgt_ptr, lse_ptr, tz_ptr, ent_ptr, n_cols, i
         tl.store(ent_ptr + row, lse - xs / s)
 
 
-def _grad_kernel(tile_ptr, stride, tgt_ptr, lse_ptr, g_ptr, n_cols, inv_t_ptr,
-                 ACC_F64: tl.constexpr, BLOCK_V: tl.constexpr):
+def _grad_kernel(
+    tile_ptr, stride, tgt_ptr, lse_ptr, g_ptr, n_cols, inv_t_ptr, ACC_F64: tl.constexpr, BLOCK_V: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
     inb = offs < n_cols
@@ -140,9 +152,22 @@ def stats(tile: torch.Tensor, targets: torch.Tensor, inv_t: float, want_entropy:
     ent = torch.empty(n, dtype=acc, device=tile.device) if want_entropy else lse
     if n:
         block = min(BLOCK_V_STATS if tile.is_cuda else _INTERP_BLOCK, triton.next_power_of_2(V))
-        _launch(_stats_kernel, (n,), tile, tile.stride(0), targets, lse, tz, ent, V,
-                _scalar(inv_t, acc, tile.device), HAS_ENTROPY=want_entropy, ACC_F64=acc == torch.float64,
-                BLOCK_V=block, **({"num_warps": 8} if tile.is_cuda else {}))
+        _launch(
+            _stats_kernel,
+            (n,),
+            tile,
+            tile.stride(0),
+            targets,
+            lse,
+            tz,
+            ent,
+            V,
+            _scalar(inv_t, acc, tile.device),
+            HAS_ENTROPY=want_entropy,
+            ACC_F64=acc == torch.float64,
+            BLOCK_V=block,
+            **({"num_warps": 8} if tile.is_cuda else {}),
+        )
     return tz - lse, (ent if want_entropy else None), lse
 
 
@@ -152,7 +177,18 @@ def grad_logits(tile: torch.Tensor, targets: torch.Tensor, state, g: torch.Tenso
     n, V = tile.shape
     if n:
         block = min(BLOCK_V_GRAD if tile.is_cuda else _INTERP_BLOCK, triton.next_power_of_2(V))
-        _launch(_grad_kernel, (n, triton.cdiv(V, block)), tile, tile.stride(0), targets, lse,
-                g.to(lse.dtype).contiguous(), V, _scalar(inv_t, lse.dtype, tile.device),
-                ACC_F64=lse.dtype == torch.float64, BLOCK_V=block, **({"num_warps": 4} if tile.is_cuda else {}))
+        _launch(
+            _grad_kernel,
+            (n, triton.cdiv(V, block)),
+            tile,
+            tile.stride(0),
+            targets,
+            lse,
+            g.to(lse.dtype).contiguous(),
+            V,
+            _scalar(inv_t, lse.dtype, tile.device),
+            ACC_F64=lse.dtype == torch.float64,
+            BLOCK_V=block,
+            **({"num_warps": 4} if tile.is_cuda else {}),
+        )
     return tile

@@ -7,9 +7,9 @@ thread. A non-str item raises TypeError naming its index; mismatched lengths and
 parameters raise ValueError.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
-OBSERVATIONS: List[str]
+OBSERVATIONS: list[str]
 """The 14 CheXpert observations in column order."""
 BLANK: int
 """Code for "not mentioned" in int8 label rows (-128)."""
@@ -19,7 +19,7 @@ DEFAULT_UNCERTAIN: float
 """Default signed-vector value of an uncertain finding (+1.0)."""
 __version__: str
 
-def label(reports: Sequence[str], threads: Optional[int] = None) -> bytes:
+def label(reports: Sequence[str], threads: int | None = None) -> bytes:
     """Label each report; returns len(reports)×14 int8 codes, row-major, as bytes."""
 
 def mccs_pairs(
@@ -27,7 +27,7 @@ def mccs_pairs(
     references: Sequence[str],
     margin: float = 0.5,
     uncertain: float = 1.0,
-    threads: Optional[int] = None,
+    threads: int | None = None,
 ) -> bytes:
     """MCCS of generated[i] against references[i]; float64 bytes. Lengths must match."""
 
@@ -36,7 +36,7 @@ def mccs_group(
     reference: str,
     margin: float = 0.5,
     uncertain: float = 1.0,
-    threads: Optional[int] = None,
+    threads: int | None = None,
 ) -> bytes:
     """MCCS of every completion against one reference, labelled once; float64 bytes."""
 
@@ -44,11 +44,11 @@ def mccs_from_labels(generated: bytes, references: bytes, margin: float = 0.5, u
     """MCCS from int8 label rows (n×14 bytes each); float64 bytes."""
 
 def ce_metrics(
-    predicted: bytes, references: bytes, columns: List[int], uncertain_positive: bool = False
-) -> Tuple[
-    List[Tuple[int, int, int, int, int, float, float, float]],
-    Tuple[float, float, float],
-    Tuple[float, float, float],
+    predicted: bytes, references: bytes, columns: list[int], uncertain_positive: bool = False
+) -> tuple[
+    list[tuple[int, int, int, int, int, float, float, float]],
+    tuple[float, float, float],
+    tuple[float, float, float],
 ]:
     """CE metrics over the given columns of int8 label rows.
 

@@ -6,7 +6,8 @@ arrays without copying and turns label rows into CheXpert-style records.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +25,10 @@ DEFAULT_UNCERTAIN: float = float(_core.DEFAULT_UNCERTAIN)
 COMPETITION_FIVE: tuple = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 """The 5-observation CheXpert competition subset used by many report-generation papers."""
 
-Record = Dict[str, Optional[float]]
+Record = dict[str, float | None]
 
 
-def label(
-    reports: Sequence[str], *, threads: Optional[int] = None, records: bool = False
-) -> Union[np.ndarray, List[Record]]:
+def label(reports: Sequence[str], *, threads: int | None = None, records: bool = False) -> np.ndarray | list[Record]:
     """Label reports with the 14 CheXpert codes (1, 0, -1, `BLANK`).
 
     Returns an (n, 14) int8 array, or with `records=True` one dict per report mapping each
@@ -40,7 +39,7 @@ def label(
     return to_records(rows) if records else rows
 
 
-def to_records(labels: np.ndarray) -> List[Record]:
+def to_records(labels: np.ndarray) -> list[Record]:
     """CheXpert-style records from an (n, 14) int8 label array."""
     labels = _as_labels(labels, "labels")
     return [
@@ -63,7 +62,7 @@ def mccs(
     *,
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
-    threads: Optional[int] = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """MCCS of `generated[i]` against `references[i]`, float64 in [0, 1]."""
     out = _core.mccs_pairs(generated, references, margin, uncertain, threads)
@@ -76,7 +75,7 @@ def mccs_group(
     *,
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
-    threads: Optional[int] = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """MCCS of many completions against one shared reference, which is labelled once."""
     out = _core.mccs_group(generated, reference, margin, uncertain, threads)
@@ -97,13 +96,13 @@ def mccs_from_labels(
 
 
 def ce_metrics(
-    predicted: Union[np.ndarray, Sequence[str]],
-    references: Union[np.ndarray, Sequence[str]],
+    predicted: np.ndarray | Sequence[str],
+    references: np.ndarray | Sequence[str],
     *,
     uncertain_positive: bool = False,
-    subset: Optional[Sequence[str]] = None,
-    threads: Optional[int] = None,
-) -> Dict[str, Any]:
+    subset: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Clinical-efficacy precision, recall and F1: per observation, micro and macro.
 
     Inputs are label arrays (n×14 int8) or report texts (labelled here). Binarisation follows
@@ -143,7 +142,7 @@ def ce_metrics(
     }
 
 
-def _labels_or_texts(x: Any, name: str, threads: Optional[int]) -> np.ndarray:
+def _labels_or_texts(x: Any, name: str, threads: int | None) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return _as_labels(x, name)
     return label(x, threads=threads)

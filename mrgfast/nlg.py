@@ -7,9 +7,10 @@ with a reason in the result rather than failing the whole evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
@@ -23,8 +24,8 @@ def nlg_metrics(
     predictions: Sequence[str],
     references: Sequence[str],
     *,
-    meteor: Optional[bool] = None,
-) -> Dict[str, object]:
+    meteor: bool | None = None,
+) -> dict[str, object]:
     """Corpus-level BLEU-1..4, METEOR, ROUGE-L and CIDEr of predictions against references.
 
     `meteor=None` runs METEOR when Java is available; True requires it; False skips it.
@@ -37,7 +38,7 @@ def nlg_metrics(
         raise ImportError("language metrics need pycocoevalcap: pip install pycocoevalcap") from e
     if len(predictions) != len(references):
         raise ValueError(f"predictions and references differ in length: {len(predictions)} vs {len(references)}")
-    out: Dict[str, object] = {"n": len(predictions)}
+    out: dict[str, object] = {"n": len(predictions)}
     if not predictions:
         return out
     # pycocoevalcap's scorers assert on empty hypotheses; a lone "." keeps them well-defined (scores 0).
@@ -74,10 +75,8 @@ def _close_meteor(scorer) -> None:
         return
     with getattr(scorer, "lock", _NullLock()):
         for stream in (proc.stdin, proc.stdout):
-            try:
+            with contextlib.suppress(Exception):
                 stream.close()
-            except Exception:
-                pass
         proc.kill()
         proc.wait()
     # The dead process object stays: pycocoevalcap's __del__ closes and kills it again, harmlessly.

@@ -10,17 +10,18 @@ renders the result as text, :func:`plot_f1` as a per-observation F1 bar chart. `
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from mrgfast import engine
 from mrgfast.reward.format import extract_report
 
-Texts = Union[Sequence[str], np.ndarray]
+Texts = Sequence[str] | np.ndarray
 
 
-def _labels(x: Texts, name: str, threads: Optional[int], extract: bool) -> np.ndarray:
+def _labels(x: Texts, name: str, threads: int | None, extract: bool) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return engine._as_labels(x, name)
     texts = list(x)
@@ -36,14 +37,14 @@ def score_pairs(
     preds: Texts,
     refs: Texts,
     *,
-    ids: Optional[Sequence[str]] = None,
+    ids: Sequence[str] | None = None,
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     uncertain_positive: bool = False,
-    threads: Optional[int] = None,
+    threads: int | None = None,
     extract: bool = True,
     per_sample: bool = True,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """MCCS and CE metrics of ``preds[i]`` against ``refs[i]``.
 
     ``preds`` / ``refs`` are report texts or (n, 14) int8 label arrays. ``extract=True`` scores the
@@ -54,9 +55,8 @@ def score_pairs(
          "ce": {"all": ce_metrics(...), "five": ce_metrics(..., subset=COMPETITION_FIVE)},
          "per_sample": [{"id", "mccs"}, ...]}
     """
-    if not isinstance(preds, np.ndarray) and not isinstance(refs, np.ndarray):
-        if len(preds) != len(refs):
-            raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
+    if not isinstance(preds, np.ndarray) and not isinstance(refs, np.ndarray) and len(preds) != len(refs):
+        raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
     p = _labels(preds, "preds", threads, extract)
     r = _labels(refs, "refs", threads, False)
     if p.shape[0] != r.shape[0]:
@@ -69,7 +69,7 @@ def score_pairs(
     scores = engine.mccs_from_labels(p, r, margin=margin, uncertain=uncertain)
     ce_all = engine.ce_metrics(p, r, uncertain_positive=uncertain_positive)
     ce_five = engine.ce_metrics(p, r, uncertain_positive=uncertain_positive, subset=engine.COMPETITION_FIVE)
-    result: Dict[str, Any] = {
+    result: dict[str, Any] = {
         "n": n,
         "params": {
             "margin": float(margin),
@@ -96,9 +96,9 @@ def _f(x: float) -> str:
     return "  nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
-def format_table(result: Dict[str, Any], *, title: Optional[str] = None) -> str:
+def format_table(result: dict[str, Any], *, title: str | None = None) -> str:
     """The result of :func:`score_pairs` as a text table (MCCS summary, then the CE table)."""
-    lines: List[str] = []
+    lines: list[str] = []
     if title:
         lines.append(title)
     m = result["mccs"]
@@ -128,7 +128,7 @@ def format_table(result: Dict[str, Any], *, title: Optional[str] = None) -> str:
     return "\n".join(lines)
 
 
-def plot_f1(result: Dict[str, Any], path: str, *, title: Optional[str] = None) -> str:
+def plot_f1(result: dict[str, Any], path: str, *, title: str | None = None) -> str:
     """A per-observation F1 bar chart (PNG) with the micro/macro F1 as reference lines."""
     import matplotlib
 

@@ -14,9 +14,30 @@ from mrgfast.reference.labeler import rules
 
 VALID = np.array([1, 0, -1, mrgfast.BLANK], dtype=np.int8)
 PHRASES = sorted({" ".join(e.tokens) for e in rules().entries.values()})
-ALPHABET = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") + list(" .,;:?!-*/()[]'\"\n\r\t")
-            + ["\x00", "\x01", "\x1b", "\x7f", "\u2022", "\u00a0", "\u3000", "\u200b", "\ufeff", "\u00e9", "\u00df",
-               "\u0130", "\u212a", "\U0001f600", "\U0010ffff", "\u0301", "\u2028", "\u0085"])
+ALPHABET = (
+    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    + list(" .,;:?!-*/()[]'\"\n\r\t")
+    + [
+        "\x00",
+        "\x01",
+        "\x1b",
+        "\x7f",
+        "\u2022",
+        "\u00a0",
+        "\u3000",
+        "\u200b",
+        "\ufeff",
+        "\u00e9",
+        "\u00df",
+        "\u0130",
+        "\u212a",
+        "\U0001f600",
+        "\U0010ffff",
+        "\u0301",
+        "\u2028",
+        "\u0085",
+    ]
+)
 
 
 def _check(rows: np.ndarray, n: int) -> None:
@@ -40,9 +61,30 @@ def _random_strings(rng: random.Random, n: int):
         elif kind == 3:  # only punctuation / whitespace
             out.append("".join(rng.choice(" .,;:?!-*\n\r\t\u2022") for _ in range(rng.randint(0, 60))))
         elif kind == 4:  # trigger storms
-            out.append(" ".join(rng.choice(["no", "not", "or", "vs", "possible", "cannot", "exclude", "but",
-                                            "effusion", "heart", "enlarged", "normal", "XXXX", ",", "."])
-                                for _ in range(rng.randint(0, 60))))
+            out.append(
+                " ".join(
+                    rng.choice(
+                        [
+                            "no",
+                            "not",
+                            "or",
+                            "vs",
+                            "possible",
+                            "cannot",
+                            "exclude",
+                            "but",
+                            "effusion",
+                            "heart",
+                            "enlarged",
+                            "normal",
+                            "XXXX",
+                            ",",
+                            ".",
+                        ]
+                    )
+                    for _ in range(rng.randint(0, 60))
+                )
+            )
         else:  # byte soup decoded leniently
             out.append(bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 60))).decode("utf-8", "replace"))
     return out
@@ -65,8 +107,14 @@ def test_empty_and_whitespace_reports_are_all_blank():
 
 
 def test_nul_and_control_characters():
-    texts = ["\x00" * 1000, "no\x00effusion", "\x00No pneumothorax.\x00", "\x1b[31mcardiomegaly\x1b[0m",
-             "".join(chr(c) for c in range(32)) * 10, "Small left pleural effusion.\x00\x00"]
+    texts = [
+        "\x00" * 1000,
+        "no\x00effusion",
+        "\x00No pneumothorax.\x00",
+        "\x1b[31mcardiomegaly\x1b[0m",
+        "".join(chr(c) for c in range(32)) * 10,
+        "Small left pleural effusion.\x00\x00",
+    ]
     rows = mrgfast.label(texts)
     _check(rows, len(texts))
     eff = mrgfast.OBSERVATIONS.index("Pleural Effusion")
@@ -74,8 +122,10 @@ def test_nul_and_control_characters():
 
 
 def test_one_megabyte_report():
-    unit = ("FINDINGS: No focal consolidation, pleural effusion, or pneumothorax. The heart is mildly enlarged. "
-            "Possible left lower lobe atelectasis versus pneumonia. XXXX XXXX are intact.\n\n")
+    unit = (
+        "FINDINGS: No focal consolidation, pleural effusion, or pneumothorax. The heart is mildly enlarged. "
+        "Possible left lower lobe atelectasis versus pneumonia. XXXX XXXX are intact.\n\n"
+    )
     big = (unit * (1_000_000 // len(unit) + 1))[:1_000_000]
     rows = mrgfast.label([big, "\u00e9" * 500_000, "." * 1_000_000, "no " * 350_000])
     _check(rows, 4)

@@ -17,9 +17,7 @@ def python_mccs(g, r, margin, uncertain):
     """Straight from the formula, for cross-checking the engine."""
 
     def vec(row):
-        return [
-            {1: 1.0, 0: -1.0, -1: uncertain}.get(int(c), 0.0) for c in row[1:]
-        ]
+        return [{1: 1.0, 0: -1.0, -1: uncertain}.get(int(c), 0.0) for c in row[1:]]
 
     a, b = vec(g), vec(r)
     na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(x * x for x in b))

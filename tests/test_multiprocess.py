@@ -100,8 +100,16 @@ def assets(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mp_assets")
     annotation = generate(root / "data", n_train=8, n_val=0, n_test=2, image_size=56, views=1, seed=0)
-    model = build_tiny(root / "model", hidden_size=32, num_layers=1, num_heads=4, vision_hidden=32, vision_depth=1,
-                       image_size=56, seed=0)
+    model = build_tiny(
+        root / "model",
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        vision_hidden=32,
+        vision_depth=1,
+        image_size=56,
+        seed=0,
+    )
     return str(model), str(annotation)
 
 
@@ -112,15 +120,34 @@ def test_two_cpu_processes_end_with_identical_lora_weights(assets, tmp_path):
     model, annotation = assets
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", CUDA_VISIBLE_DEVICES="",
-               ACCELERATE_USE_CPU="true")
-    cmd = [accelerate, "launch", "--config_file", str(CONFIG), "--main_process_port", str(_free_port()),
-           str(worker), str(tmp_path), model, annotation]
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        CUDA_VISIBLE_DEVICES="",
+        ACCELERATE_USE_CPU="true",
+    )
+    cmd = [
+        accelerate,
+        "launch",
+        "--config_file",
+        str(CONFIG),
+        "--main_process_port",
+        str(_free_port()),
+        str(worker),
+        str(tmp_path),
+        model,
+        annotation,
+    ]
     t0 = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     took = time.time() - t0
-    assert proc.returncode == 0, f"accelerate launch failed ({took:.0f}s):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"accelerate launch failed ({took:.0f}s):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["backend"] == "gloo"
@@ -135,18 +162,21 @@ def test_two_cpu_processes_end_with_identical_lora_weights(assets, tmp_path):
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["completed"] == ["grpo"]
     assert (tmp_path / "run" / "grpo" / "final" / "adapter_config.json").is_file()
-    steps = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if "loss" in s] == [1, 2]
 
 
-@pytest.mark.parametrize("name, kind, extra", [
-    ("cpu_2proc_gloo.yaml", "MULTI_GPU", {"num_processes": 2, "use_cpu": True}),
-    ("multi_gpu_ddp.yaml", "MULTI_GPU", {}),
-    ("zero2.yaml", "DEEPSPEED", {"zero_stage": 2}),
-    ("zero3.yaml", "DEEPSPEED", {"zero_stage": 3}),
-    ("fsdp.yaml", "FSDP", {"fsdp_version": 2}),
-    ("multinode_zero3.yaml", "DEEPSPEED", {"zero_stage": 3, "num_machines": 2}),
-])
+@pytest.mark.parametrize(
+    "name, kind, extra",
+    [
+        ("cpu_2proc_gloo.yaml", "MULTI_GPU", {"num_processes": 2, "use_cpu": True}),
+        ("multi_gpu_ddp.yaml", "MULTI_GPU", {}),
+        ("zero2.yaml", "DEEPSPEED", {"zero_stage": 2}),
+        ("zero3.yaml", "DEEPSPEED", {"zero_stage": 3}),
+        ("fsdp.yaml", "FSDP", {"fsdp_version": 2}),
+        ("multinode_zero3.yaml", "DEEPSPEED", {"zero_stage": 3, "num_machines": 2}),
+    ],
+)
 def test_shipped_accelerate_configs_load(name, kind, extra):
     """Every config is accepted by accelerate's own loader (it rejects unknown keys) and says what it claims."""
     pytest.importorskip("accelerate")

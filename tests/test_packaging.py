@@ -30,7 +30,9 @@ def test_stub_matches_extension():
         assert params == runtime, f"{name}: stub {params} vs extension {runtime}"
         assert ast.get_docstring(node), f"{name} has no docstring in the stub"
         defaults = [ast.literal_eval(d) for d in node.args.defaults]
-        rt = [p.default for p in inspect.signature(getattr(_core, name)).parameters.values() if p.default is not p.empty]
+        rt = [
+            p.default for p in inspect.signature(getattr(_core, name)).parameters.values() if p.default is not p.empty
+        ]
         assert len(defaults) == len(rt), f"{name}: stub defaults {defaults} vs extension {rt}"
         for stub_default, runtime_default in zip(defaults, rt):
             # PyO3 shows a default taken from a Rust constant as `...`; those are checked by value below
@@ -44,7 +46,7 @@ def test_stub_constants_match():
     funcs, _ = _stub()
     for name in ("mccs_pairs", "mccs_group", "mccs_from_labels"):
         args = funcs[name].args
-        named = dict(zip([a.arg for a in args.args][-len(args.defaults):], map(ast.literal_eval, args.defaults)))
+        named = dict(zip([a.arg for a in args.args][-len(args.defaults) :], map(ast.literal_eval, args.defaults)))
         assert named["margin"] == _core.DEFAULT_MARGIN and named["uncertain"] == _core.DEFAULT_UNCERTAIN, name
 
 

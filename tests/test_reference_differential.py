@@ -18,20 +18,78 @@ import mrgfast.reference as ref
 from mrgfast.reference.labeler import OBSERVATIONS, rules
 
 PHRASES = sorted({" ".join(e.tokens) for e in rules().entries.values()})
-FILLER = ["the", "a", "left", "right", "small", "large", "is", "are", "seen", "XXXX", "xxxx", "and", "with",
-          "in", "of", "1.5", "Dr.", "e.g.", "vs.", "mild", "there", "has", "been", "lobe", "base", "3:15", "p.m."]
-SEPS = [" ", " ", " ", ", ", ". ", "; ", "\n", "\n\n", ": ", "-", "/", " ? ", "\n- ", "\n1. ", " \u2022 ", "\u00e9",
-        " (", ") ", "\r\n", "\t", "...", "\x00", "!"]
+FILLER = [
+    "the",
+    "a",
+    "left",
+    "right",
+    "small",
+    "large",
+    "is",
+    "are",
+    "seen",
+    "XXXX",
+    "xxxx",
+    "and",
+    "with",
+    "in",
+    "of",
+    "1.5",
+    "Dr.",
+    "e.g.",
+    "vs.",
+    "mild",
+    "there",
+    "has",
+    "been",
+    "lobe",
+    "base",
+    "3:15",
+    "p.m.",
+]
+SEPS = [
+    " ",
+    " ",
+    " ",
+    ", ",
+    ". ",
+    "; ",
+    "\n",
+    "\n\n",
+    ": ",
+    "-",
+    "/",
+    " ? ",
+    "\n- ",
+    "\n1. ",
+    " \u2022 ",
+    "\u00e9",
+    " (",
+    ") ",
+    "\r\n",
+    "\t",
+    "...",
+    "\x00",
+    "!",
+]
 SENTENCES = [
-    "The heart is normal in size.", "The mediastinum is unremarkable.", "The lungs are clear.",
-    "No pneumothorax or pleural effusion.", "Heart size is mildly enlarged.", "Possible left lower lobe pneumonia.",
+    "The heart is normal in size.",
+    "The mediastinum is unremarkable.",
+    "The lungs are clear.",
+    "No pneumothorax or pleural effusion.",
+    "Heart size is mildly enlarged.",
+    "Possible left lower lobe pneumonia.",
     "Bibasilar opacities likely reflect atelectasis, though pneumonia cannot be excluded.",
-    "No change in the small left pleural effusion.", "Endotracheal tube terminates 4 cm above the carina.",
+    "No change in the small left pleural effusion.",
+    "Endotracheal tube terminates 4 cm above the carina.",
     "FINDINGS: No focal consolidation.\nIMPRESSION: Stable cardiomediastinal silhouette.",
-    "INDICATION: Evaluate for pneumonia.\n\nFINDINGS: Lungs clear.", "No XXXX of pleural effusion.",
+    "INDICATION: Evaluate for pneumonia.\n\nFINDINGS: Lungs clear.",
+    "No XXXX of pleural effusion.",
     "Blunting of the right costophrenic angle may represent a small effusion or pleural thickening.",
-    "No new focal consolidation, effusion, or pneumothorax.", "Osseous structures are intact.",
-    "There is no pleural effusion and the heart is enlarged.", "Right lower zone nodule versus nipple shadow.",
+    "No new focal consolidation, effusion, or pneumothorax.",
+    "Osseous structures are intact.",
+    "There is no pleural effusion and the heart is enlarged.",
+    "Right lower zone nodule versus nipple shadow.",
 ]
 
 
@@ -41,7 +99,8 @@ def _case(word: str) -> st.SearchStrategy:
 
 token = st.one_of(st.sampled_from(PHRASES).flatmap(_case), st.sampled_from(FILLER))
 report_from_phrases = st.lists(st.tuples(token, st.sampled_from(SEPS)), max_size=40).map(
-    lambda xs: "".join(w + s for w, s in xs))
+    lambda xs: "".join(w + s for w, s in xs)
+)
 
 
 @st.composite
@@ -96,8 +155,7 @@ def test_labels_rust_equals_reference(texts):
 
 
 @SETTINGS
-@given(st.lists(st.tuples(reports, reports), min_size=1, max_size=10),
-       st.floats(0.0, 0.95), st.floats(-1.0, 1.0))
+@given(st.lists(st.tuples(reports, reports), min_size=1, max_size=10), st.floats(0.0, 0.95), st.floats(-1.0, 1.0))
 def test_mccs_rust_equals_reference(pairs, margin, uncertain):
     g = [p[0] for p in pairs]
     r = [p[1] for p in pairs]

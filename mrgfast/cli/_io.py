@@ -15,25 +15,45 @@ line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO
 
 FORMATS = ("csv", "jsonl", "txt")
 
 # Tried in this order when no text column / field is named.
 TEXT_FIELD_CANDIDATES = (
-    "report", "Reports", "Report", "text", "generated", "prediction", "pred", "reference", "ref",
+    "report",
+    "Reports",
+    "Report",
+    "text",
+    "generated",
+    "prediction",
+    "pred",
+    "reference",
+    "ref",
     "findings",
 )
 # `mrgfast score` looks for the generated text first in --pred and the reference first in --ref,
 # so a file holding both columns is read the right way round.
-PRED_FIELD_CANDIDATES = ("generated", "prediction", "pred", "completion", "hypothesis", "report", "Reports",
-                         "Report", "text", "findings")
+PRED_FIELD_CANDIDATES = (
+    "generated",
+    "prediction",
+    "pred",
+    "completion",
+    "hypothesis",
+    "report",
+    "Reports",
+    "Report",
+    "text",
+    "findings",
+)
 REF_FIELD_CANDIDATES = ("reference", "ref", "ground_truth", "report", "Reports", "Report", "text", "findings")
 ID_FIELD_DEFAULT = "id"
 
@@ -44,7 +64,7 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 class Row:
     line: int
     text: str
-    id: Optional[str] = None
+    id: str | None = None
 
 
 @dataclass
@@ -61,7 +81,7 @@ class InputError(Exception):
     """A problem with an input file as a whole (unknown column, unreadable file...)."""
 
 
-def detect_format(path: str, fmt: Optional[str] = None) -> str:
+def detect_format(path: str, fmt: str | None = None) -> str:
     if fmt:
         if fmt not in FORMATS:
             raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -79,7 +99,7 @@ def detect_format(path: str, fmt: Optional[str] = None) -> str:
 class _Progress:
     """Counts bytes read for a tqdm bar (disabled on non-terminals unless forced)."""
 
-    def __init__(self, total: Optional[int], desc: str, enabled: Optional[bool]):
+    def __init__(self, total: int | None, desc: str, enabled: bool | None):
         self.bar = None
         if enabled is False:
             return
@@ -88,8 +108,14 @@ class _Progress:
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return
         self.bar = tqdm(
-            total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-            disable=None if enabled is None else False, leave=False, file=sys.stderr,
+            total=total,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=None if enabled is None else False,
+            leave=False,
+            file=sys.stderr,
         )
 
     def update(self, n: int) -> None:
@@ -101,7 +127,7 @@ class _Progress:
             self.bar.close()
 
 
-def _open_binary(path: str) -> Tuple[IO[bytes], Optional[int]]:
+def _open_binary(path: str) -> tuple[IO[bytes], int | None]:
     if path == "-":
         return sys.stdin.buffer, None
     try:
@@ -115,7 +141,7 @@ def _open_binary(path: str) -> Tuple[IO[bytes], Optional[int]]:
     return f, size
 
 
-def _decoded_lines(f: IO[bytes], progress: _Progress, bad_lines: dict) -> Iterator[Tuple[int, str]]:
+def _decoded_lines(f: IO[bytes], progress: _Progress, bad_lines: dict) -> Iterator[tuple[int, str]]:
     """(line number, text with its line ending) for each line; undecodable lines go to ``bad_lines``."""
     for number, raw in enumerate(f, start=1):
         progress.update(len(raw))
@@ -132,13 +158,13 @@ def _decoded_lines(f: IO[bytes], progress: _Progress, bad_lines: dict) -> Iterat
 def read_rows(
     path: str,
     *,
-    fmt: Optional[str] = None,
-    text_field: Optional[str] = None,
-    id_field: Optional[str] = None,
-    progress: Optional[bool] = None,
-    desc: Optional[str] = None,
+    fmt: str | None = None,
+    text_field: str | None = None,
+    id_field: str | None = None,
+    progress: bool | None = None,
+    desc: str | None = None,
     candidates: Sequence[str] = TEXT_FIELD_CANDIDATES,
-) -> "RowStream":
+) -> RowStream:
     """A stream of :class:`Row` / :class:`BadRow` items of one file (see module doc).
 
     Without ``text_field``, the first of ``candidates`` present in the header / first object is used.
@@ -159,7 +185,7 @@ class RowStream:
         self._progress_enabled = progress
         self._desc = desc or os.path.basename(path)
 
-    def __iter__(self) -> Iterator[Union[Row, BadRow]]:
+    def __iter__(self) -> Iterator[Row | BadRow]:
         f, size = _open_binary(self.path)
         progress = _Progress(size, self._desc, self._progress_enabled)
         bad_lines: dict = {}
@@ -180,7 +206,7 @@ class RowStream:
         return BadRow(self.path, line, message)
 
     # -- plain text ----------------------------------------------------------------------------
-    def _txt(self, lines, bad_lines) -> Iterator[Union[Row, BadRow]]:
+    def _txt(self, lines, bad_lines) -> Iterator[Row | BadRow]:
         if self.text_field is not None:
             raise InputError(f"{self.path}: a plain-text file has no fields; drop the field option or use csv/jsonl")
         for number, text in lines:
@@ -194,7 +220,7 @@ class RowStream:
             yield Row(number, text)
 
     # -- JSON lines ----------------------------------------------------------------------------
-    def _jsonl(self, lines, bad_lines) -> Iterator[Union[Row, BadRow]]:
+    def _jsonl(self, lines, bad_lines) -> Iterator[Row | BadRow]:
         decided = False
         for number, text in lines:
             if number in bad_lines:
@@ -230,8 +256,8 @@ class RowStream:
             yield Row(number, value, rid)
 
     # -- CSV ------------------------------------------------------------------------------------
-    def _csv(self, lines, bad_lines) -> Iterator[Union[Row, BadRow]]:
-        starts: List[int] = []
+    def _csv(self, lines, bad_lines) -> Iterator[Row | BadRow]:
+        starts: list[int] = []
 
         def text_lines():
             for number, text in lines:
@@ -305,11 +331,11 @@ class RowStream:
 
 
 def collect(
-    stream: Iterable[Union[Row, BadRow]], *, skip_bad: bool, prefix: str = "", err: Optional[IO[str]] = None
-) -> Tuple[List[Row], List[BadRow]]:
+    stream: Iterable[Row | BadRow], *, skip_bad: bool, prefix: str = "", err: IO[str] | None = None
+) -> tuple[list[Row], list[BadRow]]:
     """All rows of a stream; the first bad row raises unless ``skip_bad`` (then each is reported)."""
-    rows: List[Row] = []
-    bad: List[BadRow] = []
+    rows: list[Row] = []
+    bad: list[BadRow] = []
     for item in stream:
         if isinstance(item, BadRow):
             if not skip_bad:
@@ -327,31 +353,50 @@ class BadRowError(Exception):
         self.bad = bad
 
 
-def add_input_options(p, *, prefix: str = "", help_name: str = "input",
-                      candidates: Sequence[str] = TEXT_FIELD_CANDIDATES) -> None:
+def add_input_options(
+    p, *, prefix: str = "", help_name: str = "input", candidates: Sequence[str] = TEXT_FIELD_CANDIDATES
+) -> None:
     """--format / --text-field / --id-field options (with an optional prefix, e.g. 'pred-')."""
     dest = prefix.replace("-", "_")
-    p.add_argument(f"--{prefix}format", dest=f"{dest}format", choices=FORMATS, default=None,
-                   help=f"format of the {help_name} (default: from the extension: .csv, .jsonl/.ndjson/.json, else text)")
-    p.add_argument(f"--{prefix}field", dest=f"{dest}field", default=None, metavar="NAME",
-                   help=f"column (CSV) or field (JSONL) of the {help_name} holding the report text "
-                        f"(default: the first of {', '.join(candidates[:4])}, ... present)")
-    p.add_argument(f"--{prefix}id-field", dest=f"{dest}id_field", default=None, metavar="NAME",
-                   help=f"column/field of the {help_name} holding the report id (default: 'id' when present)")
+    p.add_argument(
+        f"--{prefix}format",
+        dest=f"{dest}format",
+        choices=FORMATS,
+        default=None,
+        help=f"format of the {help_name} (default: from the extension: .csv, .jsonl/.ndjson/.json, else text)",
+    )
+    p.add_argument(
+        f"--{prefix}field",
+        dest=f"{dest}field",
+        default=None,
+        metavar="NAME",
+        help=f"column (CSV) or field (JSONL) of the {help_name} holding the report text "
+        f"(default: the first of {', '.join(candidates[:4])}, ... present)",
+    )
+    p.add_argument(
+        f"--{prefix}id-field",
+        dest=f"{dest}id_field",
+        default=None,
+        metavar="NAME",
+        help=f"column/field of the {help_name} holding the report id (default: 'id' when present)",
+    )
 
 
-def atomic_writer(path: Optional[str], *, newline: Optional[str] = None):
+def atomic_writer(path: str | None, *, newline: str | None = None):
     """A text file written under a temporary name and moved into place by ``commit()``."""
     return _AtomicWriter(path, newline)
 
 
 class _AtomicWriter:
-    def __init__(self, path: Optional[str], newline: Optional[str]):
+    def __init__(self, path: str | None, newline: str | None):
         self.path = path
         if path is None or path == "-":
             self.tmp = None
-            self.f = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline=newline, write_through=True) \
-                if hasattr(sys.stdout, "buffer") else sys.stdout
+            self.f = (
+                io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline=newline, write_through=True)
+                if hasattr(sys.stdout, "buffer")
+                else sys.stdout
+            )
         else:
             directory = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(directory):
@@ -375,7 +420,5 @@ class _AtomicWriter:
                 self.f.detach()
             return
         self.f.close()
-        try:
+        with contextlib.suppress(OSError):
             os.remove(self.tmp)
-        except OSError:
-            pass

@@ -7,15 +7,16 @@ import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("data", help="dataset tools (synthetic chest films)",
-                              description="Dataset tools.")
+    p = subparsers.add_parser("data", help="dataset tools (synthetic chest films)", description="Dataset tools.")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     s = sub.add_parser(
-        "synth", help="write a synthetic chest-film dataset (R2Gen annotation.json + images)",
+        "synth",
+        help="write a synthetic chest-film dataset (R2Gen annotation.json + images)",
         description="Draw synthetic chest films whose visible features decide the findings (heart width <-> "
-                    "cardiomegaly, fluid meniscus <-> effusion, pleural line <-> pneumothorax, tubes <-> support "
-                    "devices, bright patch <-> consolidation) and write reports from those findings with varied "
-                    "phrasing, negations and uncertainty, in the R2Gen annotation.json layout.")
+        "cardiomegaly, fluid meniscus <-> effusion, pleural line <-> pneumothorax, tubes <-> support "
+        "devices, bright patch <-> consolidation) and write reports from those findings with varied "
+        "phrasing, negations and uncertainty, in the R2Gen annotation.json layout.",
+    )
     s.add_argument("--out", required=True, help="output folder (annotation.json, images/)")
     s.add_argument("--train", type=int, default=600, help="training studies (default 600)")
     s.add_argument("--val", type=int, default=50, help="validation studies (default 50)")
@@ -33,8 +34,16 @@ def _synth(args) -> int:
     from mrgfast.data.synth import generate
 
     try:
-        path = generate(args.out, n_train=args.train, n_val=args.val, n_test=args.test, image_size=args.image_size,
-                        views=args.views, seed=args.seed, prevalence=args.prevalence)
+        path = generate(
+            args.out,
+            n_train=args.train,
+            n_val=args.val,
+            n_test=args.test,
+            image_size=args.image_size,
+            views=args.views,
+            seed=args.seed,
+            prevalence=args.prevalence,
+        )
     except ValueError as e:
         print(f"mrgfast data synth: {e}", file=sys.stderr)
         return 2

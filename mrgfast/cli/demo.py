@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from typing import List, Tuple
 
 HELP = "label and score the bundled sample report pairs (a one-command tour of the reward engine)"
 
@@ -29,7 +28,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_sample_pairs() -> List[Tuple[str, str, str]]:
+def load_sample_pairs() -> list[tuple[str, str, str]]:
     """(id, generated, reference) of every bundled sample pair."""
     from importlib import resources
 
@@ -97,9 +96,13 @@ def run(args) -> int:
             print(f"     labels: {_short_labels(g_labels[k].tolist(), mrgfast.BLANK, mrgfast.OBSERVATIONS)}")
             print(f"  reference: {ref[k]}")
             print(f"     labels: {_short_labels(r_labels[k].tolist(), mrgfast.BLANK, mrgfast.OBSERVATIONS)}")
-            print(f"  MCCS {result['per_sample'][k]['mccs']:.3f}   MRG-R1 reward (0.75 MCCS + 0.25 format) "
-                  f"{rewards[k]:.3f}\n")
-    print(format_table(result, title=f"{len(pairs)} bundled sample pairs, labelled and scored in {elapsed * 1e3:.1f} ms"))
+            print(
+                f"  MCCS {result['per_sample'][k]['mccs']:.3f}   MRG-R1 reward (0.75 MCCS + 0.25 format) "
+                f"{rewards[k]:.3f}\n"
+            )
+    print(
+        format_table(result, title=f"{len(pairs)} bundled sample pairs, labelled and scored in {elapsed * 1e3:.1f} ms")
+    )
     print(f"mean MRG-R1 reward: {sum(rewards) / len(rewards):.4f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

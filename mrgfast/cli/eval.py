@@ -34,16 +34,25 @@ examples:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("eval", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval", help=HELP, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", required=True, metavar="PATH",
-                   help="local model folder (or a LoRA adapter folder whose base model is local)")
+    g.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help="local model folder (or a LoRA adapter folder whose base model is local)",
+    )
     g.add_argument("--adapter", default=None, metavar="PATH", help="PEFT LoRA adapter folder applied to --model")
     g.add_argument("--data", required=True, metavar="FILE", help="R2Gen annotation.json")
     g.add_argument("--image-root", default=None, metavar="DIR", help="image root (default: <annotation dir>/images)")
-    g.add_argument("--dataset-kind", default="iu_xray", choices=("iu_xray", "mimic_cxr", "synthetic"),
-                   help="sets the default views per study: IU X-Ray 2, MIMIC-CXR 1, synthetic 2 (default iu_xray)")
+    g.add_argument(
+        "--dataset-kind",
+        default="iu_xray",
+        choices=("iu_xray", "mimic_cxr", "synthetic"),
+        help="sets the default views per study: IU X-Ray 2, MIMIC-CXR 1, synthetic 2 (default iu_xray)",
+    )
     g.add_argument("--max-images", type=int, default=None, metavar="N", help="views per study (default per kind)")
     g.add_argument("--split", default="test", help="split to evaluate (default test)")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N studies of the split")
@@ -61,28 +70,47 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--vllm", action="store_true", help="generate with vLLM (needs vllm installed and a GPU)")
     g.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.85, help="default 0.85")
     g.add_argument("--attn-implementation", default="auto", choices=("auto", "flash_attention_2", "sdpa", "eager"))
-    g.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),
-                   help="auto: bf16 on a GPU, fp32 on the CPU")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "bfloat16", "float16", "float32"),
+        help="auto: bf16 on a GPU, fp32 on the CPU",
+    )
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     g.add_argument("--trust-remote-code", action="store_true")
     g = p.add_argument_group("outputs and metrics")
-    g.add_argument("--out", default="eval", metavar="DIR",
-                   help="output folder for predictions.jsonl and metrics.json (default eval/)")
-    g.add_argument("--predictions", default=None, metavar="FILE", help="predictions file (default <out>/predictions.jsonl)")
+    g.add_argument(
+        "--out",
+        default="eval",
+        metavar="DIR",
+        help="output folder for predictions.jsonl and metrics.json (default eval/)",
+    )
+    g.add_argument(
+        "--predictions", default=None, metavar="FILE", help="predictions file (default <out>/predictions.jsonl)"
+    )
     g.add_argument("--metrics", default=None, metavar="FILE", help="metrics file (default <out>/metrics.json)")
     g.add_argument("--overwrite", action="store_true", help="discard existing predictions and start over")
     g.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
     g.add_argument("--no-nlg", action="store_true", help="skip the language metrics (BLEU, METEOR, ROUGE-L, CIDEr)")
     import mrgfast
 
-    g.add_argument("--margin", type=float, default=mrgfast.DEFAULT_MARGIN,
-                   help=f"MCCS margin (default {mrgfast.DEFAULT_MARGIN})")
-    g.add_argument("--uncertain", type=float, default=mrgfast.DEFAULT_UNCERTAIN,
-                   help=f"MCCS value of an uncertain finding (default {mrgfast.DEFAULT_UNCERTAIN})")
+    g.add_argument(
+        "--margin", type=float, default=mrgfast.DEFAULT_MARGIN, help=f"MCCS margin (default {mrgfast.DEFAULT_MARGIN})"
+    )
+    g.add_argument(
+        "--uncertain",
+        type=float,
+        default=mrgfast.DEFAULT_UNCERTAIN,
+        help=f"MCCS value of an uncertain finding (default {mrgfast.DEFAULT_UNCERTAIN})",
+    )
     g.add_argument("--uncertain-positive", action="store_true", help="CE: count uncertain as positive")
     g.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
-    g.add_argument("--image-check", default="exists", choices=("open", "exists", "none"),
-                   help="check images before generating: open (parse headers), exists (default), none")
+    g.add_argument(
+        "--image-check",
+        default="exists",
+        choices=("open", "exists", "none"),
+        help="check images before generating: open (parse headers), exists (default), none",
+    )
     progress = g.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
@@ -94,19 +122,47 @@ def options_from_args(args):
     from mrgfast.eval.generate import GenerationSettings
     from mrgfast.eval.run import EvalOptions
 
-    gen = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                             num_beams=args.num_beams, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    gen = GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        num_beams=args.num_beams,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
     return EvalOptions(
-        model=args.model, adapter=args.adapter, data=args.data, image_root=args.image_root,
-        dataset_kind=args.dataset_kind, max_images=args.max_images, split=args.split, limit=args.limit,
-        out=args.out, predictions=args.predictions, metrics=args.metrics, batch_size=args.batch_size,
-        generation=gen, instruction=args.instruction, use_vllm=args.vllm,
-        vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization, attn_implementation=args.attn_implementation,
-        dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
-        image_check=args.image_check, overwrite=args.overwrite, meteor=False if args.no_meteor else None,
-        nlg=not args.no_nlg, margin=args.margin, uncertain=args.uncertain,
-        uncertain_positive=args.uncertain_positive, threads=args.threads, progress=args.progress)
+        model=args.model,
+        adapter=args.adapter,
+        data=args.data,
+        image_root=args.image_root,
+        dataset_kind=args.dataset_kind,
+        max_images=args.max_images,
+        split=args.split,
+        limit=args.limit,
+        out=args.out,
+        predictions=args.predictions,
+        metrics=args.metrics,
+        batch_size=args.batch_size,
+        generation=gen,
+        instruction=args.instruction,
+        use_vllm=args.vllm,
+        vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+        attn_implementation=args.attn_implementation,
+        dtype=args.dtype,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+        image_check=args.image_check,
+        overwrite=args.overwrite,
+        meteor=False if args.no_meteor else None,
+        nlg=not args.no_nlg,
+        margin=args.margin,
+        uncertain=args.uncertain,
+        uncertain_positive=args.uncertain_positive,
+        threads=args.threads,
+        progress=args.progress,
+    )
 
 
 def main(args) -> int:
@@ -143,17 +199,29 @@ def main(args) -> int:
         print(f"mrgfast eval: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"mrgfast eval: interrupted; {opts.predictions_path} holds {done[0]} of {done[1] or '?'} predictions. "
-              "Run the same command again to continue.", file=sys.stderr)
+        print(
+            f"mrgfast eval: interrupted; {opts.predictions_path} holds {done[0]} of {done[1] or '?'} predictions. "
+            "Run the same command again to continue.",
+            file=sys.stderr,
+        )
         return 130
-    title = (f"mrgfast eval: {result['model']}" + (f" + {result['adapter']}" if result["adapter"] else "")
-             + f" on {args.data} [{args.split}] ({result['engine']}, "
-             + ("sampling" if args.do_sample else "greedy") + ")")
+    title = (
+        f"mrgfast eval: {result['model']}"
+        + (f" + {result['adapter']}" if result["adapter"] else "")
+        + f" on {args.data} [{args.split}] ({result['engine']}, "
+        + ("sampling" if args.do_sample else "greedy")
+        + ")"
+    )
     print(format_eval_table(result, title=title))
     t = result["timing_s"]
-    gen_note = (f"generated {result['generated_now']} ({t['generate']:.1f} s, {t['generate_per_study']:.3f} s/study)"
-                if result["generated_now"] else "generated 0 (all predictions were already written)")
-    print(f"{gen_note}, resumed {result['resumed']}; wrote {opts.metrics_path} and {opts.predictions_path} "
-          f"({t['total']:.1f} s)")
+    gen_note = (
+        f"generated {result['generated_now']} ({t['generate']:.1f} s, {t['generate_per_study']:.3f} s/study)"
+        if result["generated_now"]
+        else "generated 0 (all predictions were already written)"
+    )
+    print(
+        f"{gen_note}, resumed {result['resumed']}; wrote {opts.metrics_path} and {opts.predictions_path} "
+        f"({t['total']:.1f} s)"
+    )
     print(f"same CE/MCCS from the predictions file: {result['score_command']}")
     return 0

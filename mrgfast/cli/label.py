@@ -6,7 +6,6 @@ import argparse
 import csv
 import json
 import sys
-from typing import List
 
 HELP = "label reports with the 14 CheXpert observations (CSV / JSONL / text in; CheXpert CSV or JSONL out)"
 
@@ -27,22 +26,41 @@ goes on.
 def add_parser(sub) -> None:
     from mrgfast.cli._io import add_input_options
 
-    p = sub.add_parser("label", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "label", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("input", metavar="IN", help="reports to label: .csv, .jsonl (or .ndjson/.json), else one per line")
-    p.add_argument("-o", "--output", metavar="OUT", default=None,
-                   help="output file (.jsonl/.ndjson: JSONL, else CSV); default: CSV on stdout")
-    p.add_argument("--output-format", choices=("csv", "jsonl"), default=None,
-                   help="output format (default: from OUT's extension, CSV for stdout)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        default=None,
+        help="output file (.jsonl/.ndjson: JSONL, else CSV); default: CSV on stdout",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=("csv", "jsonl"),
+        default=None,
+        help="output format (default: from OUT's extension, CSV for stdout)",
+    )
     add_input_options(p)
-    p.add_argument("--extract-report", action="store_true",
-                   help="label only the <report>...</report> block of each text (model completions); "
-                        "the Reports column keeps the text as given")
+    p.add_argument(
+        "--extract-report",
+        action="store_true",
+        help="label only the <report>...</report> block of each text (model completions); "
+        "the Reports column keeps the text as given",
+    )
     p.add_argument("--skip-bad", action="store_true", help="report bad rows on stderr and go on instead of stopping")
     p.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
     p.add_argument("--chunk-size", type=int, default=8192, help="reports labelled per batch (default 8192)")
     progress = p.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show the progress bar (default: only on a terminal)")
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show the progress bar (default: only on a terminal)",
+    )
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
     p.set_defaults(func=run)
 
@@ -77,8 +95,14 @@ def run(args) -> int:
     blank = mrgfast.BLANK
 
     try:
-        stream = read_rows(args.input, fmt=args.format, text_field=args.field, id_field=args.id_field,
-                           progress=args.progress, desc="labelling")
+        stream = read_rows(
+            args.input,
+            fmt=args.format,
+            text_field=args.field,
+            id_field=args.id_field,
+            progress=args.progress,
+            desc="labelling",
+        )
         writer_file = atomic_writer(args.output, newline="" if out_fmt == "csv" else None)
     except InputError as e:
         print(f"mrgfast label: {e}", file=sys.stderr)
@@ -90,7 +114,7 @@ def run(args) -> int:
         csv_out.writerow(["Reports", *observations])
 
     n_rows = 0
-    bad: List[BadRow] = []
+    bad: list[BadRow] = []
     chunk = []
 
     def flush() -> None:
@@ -124,7 +148,9 @@ def run(args) -> int:
                     writer_file.abort()
                     print(f"mrgfast label: {item}", file=sys.stderr)
                     if args.output:
-                        print("mrgfast label: no output written (use --skip-bad to label the good rows)", file=sys.stderr)
+                        print(
+                            "mrgfast label: no output written (use --skip-bad to label the good rows)", file=sys.stderr
+                        )
                     return 1
                 print(f"mrgfast label: skipped {item}", file=sys.stderr)
                 bad.append(item)

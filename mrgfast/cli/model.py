@@ -10,9 +10,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("model", help="model tools (tiny Qwen2.5-VL)", description="Model tools.")
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")
     t = sub.add_parser(
-        "tiny", help="build a tiny randomly initialised Qwen2.5-VL + processor (no download)",
+        "tiny",
+        help="build a tiny randomly initialised Qwen2.5-VL + processor (no download)",
         description="Build a small Qwen2_5_VLForConditionalGeneration with random weights and a processor whose "
-                    "byte-level BPE tokenizer is trained on the spot on synthetic report language.")
+        "byte-level BPE tokenizer is trained on the spot on synthetic report language.",
+    )
     t.add_argument("--out", required=True, help="output folder (a Hugging Face model folder)")
     t.add_argument("--hidden-size", type=int, default=128)
     t.add_argument("--layers", type=int, default=2)
@@ -31,9 +33,17 @@ def _tiny(args) -> int:
     from mrgfast.models.tiny import build_tiny
 
     try:
-        out = build_tiny(args.out, hidden_size=args.hidden_size, num_layers=args.layers, num_heads=args.heads,
-                         vision_hidden=args.vision_hidden, vision_depth=args.vision_depth, vocab_size=args.vocab_size,
-                         image_size=args.image_size, seed=args.seed)
+        out = build_tiny(
+            args.out,
+            hidden_size=args.hidden_size,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            vision_hidden=args.vision_hidden,
+            vision_depth=args.vision_depth,
+            vocab_size=args.vocab_size,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
     except ValueError as e:
         print(f"mrgfast model tiny: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from typing import Dict, List
 
 HELP = "score generated reports against references: MCCS and the CE table (JSON + F1 bar chart)"
 
@@ -27,35 +26,64 @@ and goes on.
 
 
 def add_parser(sub) -> None:
+    import mrgfast
     from mrgfast.cli._io import PRED_FIELD_CANDIDATES, REF_FIELD_CANDIDATES, add_input_options
 
-    import mrgfast
-
-    p = sub.add_parser("score", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "score", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--pred", required=True, metavar="P", help="generated reports (.csv / .jsonl / text)")
     p.add_argument("--ref", required=True, metavar="R", help="reference reports (.csv / .jsonl / text)")
     add_input_options(p, prefix="pred-", help_name="--pred file", candidates=PRED_FIELD_CANDIDATES)
     add_input_options(p, prefix="ref-", help_name="--ref file", candidates=REF_FIELD_CANDIDATES)
-    p.add_argument("--json", default="mrgfast_score.json", metavar="PATH",
-                   help="where to write the full result (default: mrgfast_score.json)")
-    p.add_argument("--plot", default="mrgfast_score_f1.png", metavar="PATH",
-                   help="where to write the per-observation F1 bar chart (default: mrgfast_score_f1.png)")
+    p.add_argument(
+        "--json",
+        default="mrgfast_score.json",
+        metavar="PATH",
+        help="where to write the full result (default: mrgfast_score.json)",
+    )
+    p.add_argument(
+        "--plot",
+        default="mrgfast_score_f1.png",
+        metavar="PATH",
+        help="where to write the per-observation F1 bar chart (default: mrgfast_score_f1.png)",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the bar chart")
-    p.add_argument("--margin", type=float, default=mrgfast.DEFAULT_MARGIN,
-                   help=f"MCCS margin m in [0, 1) (default {mrgfast.DEFAULT_MARGIN})")
-    p.add_argument("--uncertain", type=float, default=mrgfast.DEFAULT_UNCERTAIN,
-                   help=f"MCCS value of an uncertain finding, in [-1, 1] (default {mrgfast.DEFAULT_UNCERTAIN})")
-    p.add_argument("--uncertain-positive", action="store_true",
-                   help="CE binarisation: count uncertain (-1) as positive (default: only 1 is positive)")
-    p.add_argument("--no-extract", action="store_true",
-                   help="score generated texts whole, not their <report> block")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=mrgfast.DEFAULT_MARGIN,
+        help=f"MCCS margin m in [0, 1) (default {mrgfast.DEFAULT_MARGIN})",
+    )
+    p.add_argument(
+        "--uncertain",
+        type=float,
+        default=mrgfast.DEFAULT_UNCERTAIN,
+        help=f"MCCS value of an uncertain finding, in [-1, 1] (default {mrgfast.DEFAULT_UNCERTAIN})",
+    )
+    p.add_argument(
+        "--uncertain-positive",
+        action="store_true",
+        help="CE binarisation: count uncertain (-1) as positive (default: only 1 is positive)",
+    )
+    p.add_argument("--no-extract", action="store_true", help="score generated texts whole, not their <report> block")
     p.add_argument("--skip-bad", action="store_true", help="report bad rows on stderr and go on instead of stopping")
     p.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
-    p.add_argument("--show-unpaired", type=int, default=20, metavar="N",
-                   help="list at most N unpaired ids per side on the terminal (all go to the JSON; default 20)")
+    p.add_argument(
+        "--show-unpaired",
+        type=int,
+        default=20,
+        metavar="N",
+        help="list at most N unpaired ids per side on the terminal (all go to the JSON; default 20)",
+    )
     progress = p.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show progress bars (default: only on a terminal)")
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show progress bars (default: only on a terminal)",
+    )
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress bars")
     p.set_defaults(func=run)
 
@@ -80,14 +108,14 @@ def pair_rows(pred_rows, ref_rows, pred_has_ids: bool, ref_has_ids: bool, pred_p
             )
         pairs = [(str(i + 1), p.text, r.text) for i, (p, r) in enumerate(zip(pred_rows, ref_rows))]
         return pairs, [], [], "order"
-    refs: Dict[str, object] = {}
+    refs: dict[str, object] = {}
     for r in ref_rows:
         if r.id in refs:
             raise PairingError(f"{ref_path}:{r.line}: duplicate id {r.id!r} (first on line {refs[r.id].line})")
         refs[r.id] = r
-    seen: Dict[str, object] = {}
+    seen: dict[str, object] = {}
     pairs = []
-    pred_only: List[str] = []
+    pred_only: list[str] = []
     for p in pred_rows:
         if p.id in seen:
             raise PairingError(f"{pred_path}:{p.line}: duplicate id {p.id!r} (first on line {seen[p.id].line})")
@@ -101,14 +129,19 @@ def pair_rows(pred_rows, ref_rows, pred_has_ids: bool, ref_has_ids: bool, pred_p
     return pairs, pred_only, ref_only, "id"
 
 
-def _listing(ids: List[str], limit: int) -> str:
+def _listing(ids: list[str], limit: int) -> str:
     shown = ", ".join(ids[:limit])
     return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
 
 
 def run(args) -> int:
     from mrgfast.cli._io import (
-        PRED_FIELD_CANDIDATES, REF_FIELD_CANDIDATES, BadRowError, InputError, collect, read_rows,
+        PRED_FIELD_CANDIDATES,
+        REF_FIELD_CANDIDATES,
+        BadRowError,
+        InputError,
+        collect,
+        read_rows,
     )
     from mrgfast.scoring import format_table, score_pairs
 
@@ -123,12 +156,24 @@ def run(args) -> int:
         print(f"mrgfast score: --uncertain must lie in [-1, 1], got {args.uncertain}", file=sys.stderr)
         return 2
     try:
-        pred_stream = read_rows(args.pred, fmt=args.pred_format, text_field=args.pred_field,
-                                id_field=args.pred_id_field, progress=args.progress, desc="reading --pred",
-                                candidates=PRED_FIELD_CANDIDATES)
-        ref_stream = read_rows(args.ref, fmt=args.ref_format, text_field=args.ref_field,
-                               id_field=args.ref_id_field, progress=args.progress, desc="reading --ref",
-                               candidates=REF_FIELD_CANDIDATES)
+        pred_stream = read_rows(
+            args.pred,
+            fmt=args.pred_format,
+            text_field=args.pred_field,
+            id_field=args.pred_id_field,
+            progress=args.progress,
+            desc="reading --pred",
+            candidates=PRED_FIELD_CANDIDATES,
+        )
+        ref_stream = read_rows(
+            args.ref,
+            fmt=args.ref_format,
+            text_field=args.ref_field,
+            id_field=args.ref_id_field,
+            progress=args.progress,
+            desc="reading --ref",
+            candidates=REF_FIELD_CANDIDATES,
+        )
         pred_rows, pred_bad = collect(pred_stream, skip_bad=args.skip_bad, prefix="mrgfast score: ")
         ref_rows, ref_bad = collect(ref_stream, skip_bad=args.skip_bad, prefix="mrgfast score: ")
     except (InputError, BadRowError) as e:
@@ -154,15 +199,31 @@ def run(args) -> int:
 
     ids = [p[0] for p in pairs]
     result = score_pairs(
-        [p[1] for p in pairs], [p[2] for p in pairs], ids=ids, margin=args.margin, uncertain=args.uncertain,
-        uncertain_positive=args.uncertain_positive, threads=args.threads, extract=not args.no_extract,
+        [p[1] for p in pairs],
+        [p[2] for p in pairs],
+        ids=ids,
+        margin=args.margin,
+        uncertain=args.uncertain,
+        uncertain_positive=args.uncertain_positive,
+        threads=args.threads,
+        extract=not args.no_extract,
     )
     t_score = time.perf_counter() - t0 - t_read
     result["inputs"] = {
-        "pred": {"path": args.pred, "format": pred_stream.format, "field": pred_stream.text_field,
-                 "id_field": pred_stream.id_field if pred_stream.has_ids else None, "reports": len(pred_rows)},
-        "ref": {"path": args.ref, "format": ref_stream.format, "field": ref_stream.text_field,
-                "id_field": ref_stream.id_field if ref_stream.has_ids else None, "reports": len(ref_rows)},
+        "pred": {
+            "path": args.pred,
+            "format": pred_stream.format,
+            "field": pred_stream.text_field,
+            "id_field": pred_stream.id_field if pred_stream.has_ids else None,
+            "reports": len(pred_rows),
+        },
+        "ref": {
+            "path": args.ref,
+            "format": ref_stream.format,
+            "field": ref_stream.text_field,
+            "id_field": ref_stream.id_field if ref_stream.has_ids else None,
+            "reports": len(ref_rows),
+        },
         "paired_by": mode,
     }
     result["unpaired"] = {"pred_only": pred_only, "ref_only": ref_only}
@@ -183,13 +244,19 @@ def run(args) -> int:
         try:
             written.append(plot_f1(result, args.plot))
         except ImportError:
-            print("mrgfast score: matplotlib is not installed, so no bar chart was drawn "
-                  "(pip install matplotlib, or pass --no-plot)", file=sys.stderr)
+            print(
+                "mrgfast score: matplotlib is not installed, so no bar chart was drawn "
+                "(pip install matplotlib, or pass --no-plot)",
+                file=sys.stderr,
+            )
         except OSError as e:
             print(f"mrgfast score: cannot write {args.plot}: {e}", file=sys.stderr)
             return 1
-    result["timing_s"] = {"read": round(t_read, 4), "score": round(t_score, 4),
-                          "total": round(time.perf_counter() - t0, 4)}
+    result["timing_s"] = {
+        "read": round(t_read, 4),
+        "score": round(t_score, 4),
+        "total": round(time.perf_counter() - t0, 4),
+    }
     try:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1, ensure_ascii=False)

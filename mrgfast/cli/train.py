@@ -26,14 +26,23 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "train", help="train a VLM with SFT then GRPO (MCCS + format reward, LoRA)",
+        "train",
+        help="train a VLM with SFT then GRPO (MCCS + format reward, LoRA)",
         description="Train a vision-language model for radiology report generation with MRG-R1's recipe: "
-                    "SFT warm start, then GRPO with 0.75*MCCS + 0.25*format on LoRA adapters.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "SFT warm start, then GRPO with 0.75*MCCS + 0.25*format on LoRA adapters.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--preset", help="tiny | mrg-r1-iu-xray | mrg-r1-mimic-cxr | a YAML path")
     p.add_argument("--config", help="YAML configuration file")
-    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
-                   help="continue the run in output_dir from its latest checkpoint, or from CHECKPOINT")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue the run in output_dir from its latest checkpoint, or from CHECKPOINT",
+    )
     p.add_argument("--overwrite", action="store_true", help="start over in an output_dir holding a previous run")
     p.add_argument("--dry-run", action="store_true", help="load and validate the configuration, print it, exit")
     p.add_argument("--list-fields", action="store_true", help="list mrgfast's own configuration fields and exit")
@@ -64,7 +73,11 @@ def _list_fields() -> str:
     for f in dataclasses.fields(MrgConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(f"  --{f.name:<24} (default {default!r}) {f.metadata.get('help', '')}")
-    return "mrgfast fields:\n" + "\n".join(lines) + "\nplus every SFTConfig field as --sft.FIELD and GRPOConfig field as --grpo.FIELD"
+    return (
+        "mrgfast fields:\n"
+        + "\n".join(lines)
+        + "\nplus every SFTConfig field as --sft.FIELD and GRPOConfig field as --grpo.FIELD"
+    )
 
 
 def main(args) -> int:

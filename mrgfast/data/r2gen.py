@@ -68,7 +68,7 @@ def _check_image(path: str) -> str | None:
 
     try:
         with Image.open(path) as im:
-            im.size  # header parsed
+            _ = im.size  # header parsed
         return None
     except FileNotFoundError:
         return "missing"
@@ -76,11 +76,19 @@ def _check_image(path: str) -> str | None:
         return f"unreadable ({type(e).__name__})"
 
 
-def read_annotation(annotation: str | os.PathLike, image_root: str | os.PathLike | None = None, *,
-                    splits: tuple[str, ...] = ("train", "val", "test"), kind: str = "iu_xray",
-                    max_images: int | None = None, skip_missing: bool = False,
-                    skipped_file: str | os.PathLike | None = None, check: str = "open",
-                    max_samples: int | None = None, threads: int = 8) -> dict[str, list[Study]]:
+def read_annotation(
+    annotation: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    *,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    kind: str = "iu_xray",
+    max_images: int | None = None,
+    skip_missing: bool = False,
+    skipped_file: str | os.PathLike | None = None,
+    check: str = "open",
+    max_samples: int | None = None,
+    threads: int = 8,
+) -> dict[str, list[Study]]:
     """Read and validate an R2Gen annotation file; returns ``{split: [Study, ...]}``.
 
     ``image_root`` defaults to ``<annotation dir>/images``. ``max_images`` caps the views per study
@@ -152,7 +160,8 @@ def read_annotation(annotation: str | os.PathLike, image_root: str | os.PathLike
                 raise DataError(
                     f"{len(bad)} image(s) missing or unreadable under {root} ({len(bad_ids)} studies), e.g.:\n  {first}\n"
                     "Fix the paths / image root, or pass --skip-missing-images to drop those studies "
-                    "(their ids are then written to a file).")
+                    "(their ids are then written to a file)."
+                )
             skipped_file = Path(skipped_file) if skipped_file else Path("skipped_ids.txt")
             skipped_file.parent.mkdir(parents=True, exist_ok=True)
             with open(skipped_file, "w") as fh:
@@ -164,8 +173,13 @@ def read_annotation(annotation: str | os.PathLike, image_root: str | os.PathLike
                 before = len(out[split])
                 out[split] = [s for s in out[split] if s.id not in bad_ids]
                 if before != len(out[split]):
-                    log.warning("%s: skipped %d of %d studies with missing/unreadable images (ids in %s)",
-                                split, before - len(out[split]), before, skipped_file)
+                    log.warning(
+                        "%s: skipped %d of %d studies with missing/unreadable images (ids in %s)",
+                        split,
+                        before - len(out[split]),
+                        before,
+                        skipped_file,
+                    )
     for split, ss in out.items():
         log.info("%s: %d studies, %d images", split, len(ss), sum(len(s.image_paths) for s in ss))
     return out

@@ -86,8 +86,15 @@ def sample_findings(rng: random.Random, p: float = 0.35) -> Findings:
     if rng.random() < p:
         cons = (rng.choice(SIDES), rng.choice(ZONES))
         faint = rng.random() < 0.25
-    return Findings(ctr=ctr, effusion=effusion, effusion_size=size, pneumothorax=ptx,
-                    devices=devices, consolidation=cons, consolidation_faint=faint)
+    return Findings(
+        ctr=ctr,
+        effusion=effusion,
+        effusion_size=size,
+        pneumothorax=ptx,
+        devices=devices,
+        consolidation=cons,
+        consolidation_faint=faint,
+    )
 
 
 # --------------------------------------------------------------------------------------------- drawing
@@ -123,7 +130,7 @@ def draw_frontal(f: Findings, size: int, rng: np.random.Generator) -> np.ndarray
     heart = ((x - 0.53) / hw) ** 2 + ((y - 0.70) / 0.16) ** 2 < 1
     img[heart & thorax] = 0.72
     # diaphragm domes
-    for side, cx in (("right", 0.31), ("left", 0.69)):
+    for cx in (0.31, 0.69):  # right, left
         dome = (y > 0.80 - 0.05 * np.cos((x - cx) / 0.17 * math.pi / 2)) & (np.abs(x - cx) < 0.2)
         img[dome & thorax] = 0.7
     # pneumothorax: lateral apical region without markings, bounded by a thin bright pleural line
@@ -159,10 +166,10 @@ def draw_frontal(f: Findings, size: int, rng: np.random.Generator) -> np.ndarray
     if "line" in f.devices:  # right-sided central line curving to the SVC
         t = np.linspace(0, 1, size * 3)
         px = 0.12 + 0.38 * t
-        py = 0.18 + 0.25 * t ** 2
+        py = 0.18 + 0.25 * t**2
         for xx, yy in zip(px, py):
             i, j = int(yy * (size - 1)), int(xx * (size - 1))
-            img[max(i - 1, 0):i + 1, max(j - 1, 0):j + 1] = 0.97
+            img[max(i - 1, 0) : i + 1, max(j - 1, 0) : j + 1] = 0.97
     img += rng.normal(0, 0.015, img.shape).astype(np.float32)
     return np.clip(img, 0, 1)
 
@@ -189,67 +196,130 @@ def draw_lateral(f: Findings, size: int, rng: np.random.Generator) -> np.ndarray
 
 # --------------------------------------------------------------------------------------------- reports
 _CARD = {
-    1: ["The heart is enlarged.", "Cardiomegaly is present.", "The cardiac silhouette is enlarged.",
-        "There is cardiomegaly."],
-    -1: ["The heart may be mildly enlarged.", "Possible mild cardiomegaly.",
-         "Borderline heart size, cardiomegaly cannot be excluded."],
-    0: ["The heart size is normal.", "Heart size is within normal limits.", "No cardiomegaly.",
-        "The cardiac silhouette is normal in size."],
+    1: [
+        "The heart is enlarged.",
+        "Cardiomegaly is present.",
+        "The cardiac silhouette is enlarged.",
+        "There is cardiomegaly.",
+    ],
+    -1: [
+        "The heart may be mildly enlarged.",
+        "Possible mild cardiomegaly.",
+        "Borderline heart size, cardiomegaly cannot be excluded.",
+    ],
+    0: [
+        "The heart size is normal.",
+        "Heart size is within normal limits.",
+        "No cardiomegaly.",
+        "The cardiac silhouette is normal in size.",
+    ],
 }
 _SIZE = {"small": "small", "moderate": "moderate", "large": "large"}
 
 
 def _effusion_sentence(f: Findings, r: random.Random) -> str:
     if f.effusion is None:
-        return r.choice(["No pleural effusion.", "There is no pleural effusion.",
-                         "No effusion is seen.", "The costophrenic angles are sharp, without pleural effusion."])
+        return r.choice(
+            [
+                "No pleural effusion.",
+                "There is no pleural effusion.",
+                "No effusion is seen.",
+                "The costophrenic angles are sharp, without pleural effusion.",
+            ]
+        )
     where = "bilateral" if f.effusion == "bilateral" else f.effusion
     plural = "effusions" if f.effusion == "bilateral" else "effusion"
     if f.effusion_size == "small":
-        return r.choice([f"Possible small {where} pleural {plural}.",
-                         (f"Blunting of the {where} costophrenic angle may represent a small pleural effusion."
-                          if f.effusion != "bilateral" else
-                          "Blunting of both costophrenic angles may represent small pleural effusions."),
-                         f"Small {where} pleural {plural} cannot be excluded."])
+        return r.choice(
+            [
+                f"Possible small {where} pleural {plural}.",
+                (
+                    f"Blunting of the {where} costophrenic angle may represent a small pleural effusion."
+                    if f.effusion != "bilateral"
+                    else "Blunting of both costophrenic angles may represent small pleural effusions."
+                ),
+                f"Small {where} pleural {plural} cannot be excluded.",
+            ]
+        )
     sz = _SIZE[f.effusion_size]
     if f.effusion == "bilateral":
-        return r.choice([f"There are {sz} bilateral pleural effusions.", f"{sz.capitalize()} bilateral pleural effusions.",
-                         f"{sz.capitalize()} bilateral pleural effusions are present."])
-    return r.choice([f"There is a {sz} {where} pleural effusion.", f"{sz.capitalize()} {where} pleural effusion.",
-                     f"A {sz} {where} pleural effusion is present."])
+        return r.choice(
+            [
+                f"There are {sz} bilateral pleural effusions.",
+                f"{sz.capitalize()} bilateral pleural effusions.",
+                f"{sz.capitalize()} bilateral pleural effusions are present.",
+            ]
+        )
+    return r.choice(
+        [
+            f"There is a {sz} {where} pleural effusion.",
+            f"{sz.capitalize()} {where} pleural effusion.",
+            f"A {sz} {where} pleural effusion is present.",
+        ]
+    )
 
 
 def _ptx_sentence(f: Findings, r: random.Random) -> str:
     if f.pneumothorax is None:
         return r.choice(["No pneumothorax.", "There is no pneumothorax.", "No pneumothorax is seen."])
-    return r.choice([f"There is a {f.pneumothorax} apical pneumothorax.",
-                     f"{f.pneumothorax.capitalize()} pneumothorax is present.",
-                     f"A {f.pneumothorax} pneumothorax is seen."])
+    return r.choice(
+        [
+            f"There is a {f.pneumothorax} apical pneumothorax.",
+            f"{f.pneumothorax.capitalize()} pneumothorax is present.",
+            f"A {f.pneumothorax} pneumothorax is seen.",
+        ]
+    )
 
 
 def _device_sentences(f: Findings, r: random.Random) -> list[str]:
     out = []
     if "et" in f.devices:
-        out.append(r.choice(["An endotracheal tube is in place.", "ET tube terminates above the carina.",
-                             "The endotracheal tube is in standard position."]))
+        out.append(
+            r.choice(
+                [
+                    "An endotracheal tube is in place.",
+                    "ET tube terminates above the carina.",
+                    "The endotracheal tube is in standard position.",
+                ]
+            )
+        )
     if "line" in f.devices:
-        out.append(r.choice(["A right central venous catheter tip is in the SVC.",
-                             "Right-sided central line is in place.",
-                             "A right PICC line terminates in the SVC."]))
+        out.append(
+            r.choice(
+                [
+                    "A right central venous catheter tip is in the SVC.",
+                    "Right-sided central line is in place.",
+                    "A right PICC line terminates in the SVC.",
+                ]
+            )
+        )
     return out
 
 
 def _cons_sentence(f: Findings, r: random.Random) -> str:
     if f.consolidation is None:
-        return r.choice(["No focal consolidation.", "There is no focal airspace consolidation.",
-                         "The lungs are without focal consolidation."])
+        return r.choice(
+            [
+                "No focal consolidation.",
+                "There is no focal airspace consolidation.",
+                "The lungs are without focal consolidation.",
+            ]
+        )
     side, zone = f.consolidation
     if f.consolidation_faint:
-        return r.choice([f"Possible {side} {zone} lobe consolidation.",
-                         f"Subtle {side} {zone} lung opacity may represent consolidation."])
-    return r.choice([f"There is {side} {zone} lobe consolidation.",
-                     f"Focal consolidation in the {side} {zone} lobe.",
-                     f"{side.capitalize()} {zone} lobe consolidation is present."])
+        return r.choice(
+            [
+                f"Possible {side} {zone} lobe consolidation.",
+                f"Subtle {side} {zone} lung opacity may represent consolidation.",
+            ]
+        )
+    return r.choice(
+        [
+            f"There is {side} {zone} lobe consolidation.",
+            f"Focal consolidation in the {side} {zone} lobe.",
+            f"{side.capitalize()} {zone} lobe consolidation is present.",
+        ]
+    )
 
 
 def write_report(f: Findings, r: random.Random) -> str:
@@ -289,8 +359,17 @@ def _save_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray((arr * 255).astype(np.uint8), mode="L").convert("RGB").save(path)
 
 
-def generate(out: str | os.PathLike, *, n_train: int = 600, n_val: int = 50, n_test: int = 150,
-             image_size: int = 112, views: int = 2, seed: int = 0, prevalence: float = 0.35) -> Path:
+def generate(
+    out: str | os.PathLike,
+    *,
+    n_train: int = 600,
+    n_val: int = 50,
+    n_test: int = 150,
+    image_size: int = 112,
+    views: int = 2,
+    seed: int = 0,
+    prevalence: float = 0.35,
+) -> Path:
     """Write ``out/annotation.json`` and ``out/images/<id>/<k>.png``; returns the annotation path.
 
     The layout is the R2Gen one for IU X-Ray (two views per study: frontal ``0.png``, lateral
@@ -320,15 +399,22 @@ def generate(out: str | os.PathLike, *, n_train: int = 600, n_val: int = 50, n_t
             if views == 2:
                 _save_png(draw_lateral(f, image_size, nrng), d / "1.png")
                 paths.append(f"{sid}/1.png")
-            ann[split].append({
-                "id": sid, "report": write_report(f, r), "image_path": paths, "split": split,
-                "think": write_think(f), "labels": f.labels(),
-            })
+            ann[split].append(
+                {
+                    "id": sid,
+                    "report": write_report(f, r),
+                    "image_path": paths,
+                    "split": split,
+                    "think": write_think(f),
+                    "labels": f.labels(),
+                }
+            )
     path = out / "annotation.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(ann, indent=1))
     os.replace(tmp, path)  # annotation.json appears only once the images are all written
     (out / "SYNTHETIC.md").write_text(
         f"Synthetic chest films written by `mrgfast data synth` (seed={seed}, image_size={image_size}, "
-        f"views={views}, prevalence={prevalence}).\nImage root: images/. Not real patient data.\n")
+        f"views={views}, prevalence={prevalence}).\nImage root: images/. Not real patient data.\n"
+    )
     return path

@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 log = logging.getLogger("mrgfast.eval")
 
@@ -47,16 +48,20 @@ class GenerationSettings:
         if self.repetition_penalty <= 0:
             raise GenerationError(f"--repetition-penalty must be > 0, got {self.repetition_penalty}")
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if not self.do_sample:  # greedy / beam search: the sampling knobs do not matter
             for k in ("temperature", "top_p", "top_k", "seed"):
                 d.pop(k)
         return d
 
-    def hf_kwargs(self) -> Dict[str, Any]:
-        kw: Dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
-                              "num_beams": self.num_beams, "repetition_penalty": self.repetition_penalty}
+    def hf_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "num_beams": self.num_beams,
+            "repetition_penalty": self.repetition_penalty,
+        }
         if self.do_sample:
             kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
         else:  # override sampling defaults a model's generation_config may carry
@@ -78,12 +83,16 @@ def _load_images(study) -> list:
 
 
 def prompt_text(processor, study, instruction: str) -> str:
-    msgs = [{"role": "user", "content": [{"type": "image"} for _ in study.image_paths]
-             + [{"type": "text", "text": instruction}]}]
+    msgs = [
+        {
+            "role": "user",
+            "content": [{"type": "image"} for _ in study.image_paths] + [{"type": "text", "text": instruction}],
+        }
+    ]
     return processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
 
-def resolve_model(model: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
+def resolve_model(model: str, adapter: str | None) -> tuple[str, str | None]:
     """(base model folder, adapter folder or None). A PEFT adapter folder passed as ``--model``
     (e.g. ``runs/x/grpo/final``) is split into its base model (from ``adapter_config.json``) and itself."""
     mp = Path(model)
@@ -107,15 +116,19 @@ def _adapter_base(adapter_dir: Path) -> str:
         raise GenerationError(f"{adapter_dir / 'adapter_config.json'}: unreadable ({e})") from None
     base = cfg.get("base_model_name_or_path")
     if not base:
-        raise GenerationError(f"{adapter_dir / 'adapter_config.json'}: no base_model_name_or_path; pass the base "
-                              "model with --model and this folder with --adapter")
+        raise GenerationError(
+            f"{adapter_dir / 'adapter_config.json'}: no base_model_name_or_path; pass the base "
+            "model with --model and this folder with --adapter"
+        )
     # as written (absolute, or relative to here), or relative to a folder above the adapter: trainers record
     # the path they were given, relative to where they ran (runs/x/sft/final next to runs/x/grpo/final)
     candidates = [Path(base)] + ([] if Path(base).is_absolute() else [d / base for d in adapter_dir.resolve().parents])
     found = next((c for c in candidates if (c / "config.json").is_file()), None)
     if found is None:
-        raise GenerationError(f"{adapter_dir}: its base model {base!r} is not a local model folder; pass the base "
-                              "model with --model and this folder with --adapter")
+        raise GenerationError(
+            f"{adapter_dir}: its base model {base!r} is not a local model folder; pass the base "
+            "model with --model and this folder with --adapter"
+        )
     return str(found)
 
 
@@ -124,15 +137,24 @@ class HFGenerator:
 
     name = "transformers"
 
-    def __init__(self, model_path: str, adapter: Optional[str], *, attn_implementation: str = "auto",
-                 dtype: str = "auto", device: Optional[str] = None, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model_path: str,
+        adapter: str | None,
+        *,
+        attn_implementation: str = "auto",
+        dtype: str = "auto",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ):
         import torch
 
         from mrgfast.models.loading import load_model, load_processor
 
         self.processor = load_processor(model_path, trust_remote_code=trust_remote_code)
-        model = load_model(model_path, attn_implementation=attn_implementation, dtype=dtype,
-                           trust_remote_code=trust_remote_code)
+        model = load_model(
+            model_path, attn_implementation=attn_implementation, dtype=dtype, trust_remote_code=trust_remote_code
+        )
         if adapter:
             from peft import PeftModel
 
@@ -143,12 +165,13 @@ class HFGenerator:
         self.tok = getattr(self.processor, "tokenizer", self.processor)
         self.tok.padding_side = "left"
 
-    def generate(self, studies: Sequence, instruction: str, settings: GenerationSettings, seed: int) -> List[str]:
+    def generate(self, studies: Sequence, instruction: str, settings: GenerationSettings, seed: int) -> list[str]:
         return generate_batch(self.model, self.processor, studies, instruction, settings, seed=seed)
 
 
-def generate_batch(model, processor, studies: Sequence, instruction: str, settings: GenerationSettings,
-                   *, seed: int = 0) -> List[str]:
+def generate_batch(
+    model, processor, studies: Sequence, instruction: str, settings: GenerationSettings, *, seed: int = 0
+) -> list[str]:
     """One batch of completions from a loaded model (left padding), shared by eval and the trainer."""
     import torch
 
@@ -162,10 +185,10 @@ def generate_batch(model, processor, studies: Sequence, instruction: str, settin
         torch.manual_seed(seed)
     with torch.inference_mode():
         out = model.generate(**enc, pad_token_id=tok.pad_token_id, **settings.hf_kwargs())
-    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def vllm_available() -> Optional[str]:
+def vllm_available() -> str | None:
     """None when vLLM can run here, else why not."""
     if importlib.util.find_spec("vllm") is None:
         return "vLLM is not installed (pip install vllm)"
@@ -184,8 +207,17 @@ class VLLMGenerator:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, adapter: Optional[str], *, max_images: int, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.85, trust_remote_code: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        model_path: str,
+        adapter: str | None,
+        *,
+        max_images: int,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.85,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+    ):
         why = vllm_available()
         if why:
             raise GenerationError(f"--vllm: {why}")
@@ -195,10 +227,15 @@ class VLLMGenerator:
 
         offline()
         self.processor = load_processor(model_path, trust_remote_code=trust_remote_code)
-        kw: Dict[str, Any] = dict(model=model_path, tokenizer=model_path, trust_remote_code=trust_remote_code,
-                                  limit_mm_per_prompt={"image": max(1, max_images)}, seed=seed,
-                                  gpu_memory_utilization=gpu_memory_utilization,
-                                  dtype=dtype if dtype != "auto" else "auto")
+        kw: dict[str, Any] = dict(
+            model=model_path,
+            tokenizer=model_path,
+            trust_remote_code=trust_remote_code,
+            limit_mm_per_prompt={"image": max(1, max_images)},
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype if dtype != "auto" else "auto",
+        )
         self.lora = None
         if adapter:
             from vllm.lora.request import LoRARequest
@@ -208,7 +245,7 @@ class VLLMGenerator:
             self.lora = LoRARequest("mrgfast-adapter", 1, str(Path(adapter).resolve()))
         self.llm = LLM(**kw)
 
-    def generate(self, studies: Sequence, instruction: str, settings: GenerationSettings, seed: int) -> List[str]:
+    def generate(self, studies: Sequence, instruction: str, settings: GenerationSettings, seed: int) -> list[str]:
         from vllm import SamplingParams
 
         if settings.num_beams > 1:
@@ -221,7 +258,9 @@ class VLLMGenerator:
             repetition_penalty=settings.repetition_penalty,
             seed=seed if settings.do_sample else None,
         )
-        prompts = [{"prompt": prompt_text(self.processor, s, instruction),
-                    "multi_modal_data": {"image": _load_images(s)}} for s in studies]
+        prompts = [
+            {"prompt": prompt_text(self.processor, s, instruction), "multi_modal_data": {"image": _load_images(s)}}
+            for s in studies
+        ]
         outs = self.llm.generate(prompts, sp, lora_request=self.lora, use_tqdm=False)
         return [o.outputs[0].text for o in outs]

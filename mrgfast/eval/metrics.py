@@ -13,26 +13,34 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mrgfast import engine
 
-NLG_KEYS = (("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"), ("bleu4", "BLEU-4"),
-            ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr"))
+NLG_KEYS = (
+    ("bleu1", "BLEU-1"),
+    ("bleu2", "BLEU-2"),
+    ("bleu3", "BLEU-3"),
+    ("bleu4", "BLEU-4"),
+    ("meteor", "METEOR"),
+    ("rouge_l", "ROUGE-L"),
+    ("cider", "CIDEr"),
+)
 
 
 def eval_metrics(
     generated: Sequence[str],
     references: Sequence[str],
     *,
-    ids: Optional[Sequence[str]] = None,
+    ids: Sequence[str] | None = None,
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     uncertain_positive: bool = False,
-    threads: Optional[int] = None,
-    meteor: Optional[bool] = None,
+    threads: int | None = None,
+    meteor: bool | None = None,
     nlg: bool = True,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """All metrics of generated texts against references (a JSON-ready dict).
 
     The keys of :func:`mrgfast.scoring.score_pairs` (``n``, ``params``, ``mccs``, ``ce``,
@@ -45,8 +53,16 @@ def eval_metrics(
     if len(generated) != len(references):
         raise ValueError(f"{len(generated)} generated texts but {len(references)} references")
     t0 = time.perf_counter()
-    result = score_pairs(list(generated), list(references), ids=ids, margin=margin, uncertain=uncertain,
-                         uncertain_positive=uncertain_positive, threads=threads, extract=True)
+    result = score_pairs(
+        list(generated),
+        list(references),
+        ids=ids,
+        margin=margin,
+        uncertain=uncertain,
+        uncertain_positive=uncertain_positive,
+        threads=threads,
+        extract=True,
+    )
     t_ce = time.perf_counter() - t0
     fmt = [format_score(g) for g in generated]
     compliant = int(sum(1 for f in fmt if f == 1.0))
@@ -66,14 +82,15 @@ def _v(x: Any) -> str:
     return "  n/a" if x is None else f"{x:.4f}"
 
 
-def format_eval_table(result: Dict[str, Any], *, title: Optional[str] = None) -> str:
+def format_eval_table(result: dict[str, Any], *, title: str | None = None) -> str:
     """The score table of :func:`mrgfast.scoring.format_table`, then format compliance and NLG."""
     from mrgfast.scoring import format_table
 
     lines = [format_table(result, title=title)]
     f = result["format"]
-    lines.append(f"format compliance (<think>…</think><report>…</report>): {f['rate']:.4f} "
-                 f"({f['compliant']} of {result['n']})")
+    lines.append(
+        f"format compliance (<think>…</think><report>…</report>): {f['rate']:.4f} ({f['compliant']} of {result['n']})"
+    )
     nlg = result.get("nlg")
     if nlg:
         lines.append("language metrics (extracted report vs reference, pycocoevalcap):")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 REQUIRED = ("id", "generated", "report", "reference")
 
@@ -38,13 +39,15 @@ class Prediction:
     reference: str
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "generated": self.generated, "report": self.report,
-                           "reference": self.reference}, ensure_ascii=False)
+        return json.dumps(
+            {"id": self.id, "generated": self.generated, "report": self.report, "reference": self.reference},
+            ensure_ascii=False,
+        )
 
 
 @dataclass
 class Existing:
-    records: List[Prediction] = field(default_factory=list)
+    records: list[Prediction] = field(default_factory=list)
     truncated_bytes: int = 0  # bytes of a partial last line that were cut off
 
 
@@ -64,7 +67,7 @@ def load_existing(path: str | os.PathLike, *, repair: bool = True) -> Existing:
         return out
     with open(p, "rb") as f:
         data = f.read()
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     pos = 0
     number = 0
     while pos < len(data):
@@ -85,7 +88,9 @@ def load_existing(path: str | os.PathLike, *, repair: bool = True) -> Existing:
                     with open(p, "r+b") as f:
                         f.truncate(line_start)
                 break
-            reason = "invalid UTF-8" if isinstance(e, UnicodeDecodeError) else f"invalid JSON ({e.msg} at column {e.colno})"
+            reason = (
+                "invalid UTF-8" if isinstance(e, UnicodeDecodeError) else f"invalid JSON ({e.msg} at column {e.colno})"
+            )
             raise PredictionsError(f"{p}:{number}: {reason}; fix or delete the file (or pass --overwrite)") from None
         if not isinstance(obj, dict):
             raise PredictionsError(f"{p}:{number}: expected a JSON object, got {type(obj).__name__}")
@@ -112,11 +117,13 @@ def check_against_studies(path: str | os.PathLike, records: Sequence[Prediction]
         if rec.id not in refs:
             raise PredictionsError(
                 f"{path}: record {i + 1} has id {rec.id!r}, which is not in the evaluated split; the file belongs "
-                "to another dataset/split/--limit (use another --out, or --overwrite)")
+                "to another dataset/split/--limit (use another --out, or --overwrite)"
+            )
         if rec.reference != refs[rec.id]:
             raise PredictionsError(
                 f"{path}: record {i + 1} (id {rec.id!r}) holds a reference that differs from the dataset's; "
-                "the annotation changed since it was written (use --overwrite)")
+                "the annotation changed since it was written (use --overwrite)"
+            )
 
 
 class PredictionsWriter:
@@ -141,14 +148,14 @@ class PredictionsWriter:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "PredictionsWriter":
+    def __enter__(self) -> PredictionsWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def check_meta(path: str | os.PathLike, settings: Dict[str, Any], *, have_records: bool) -> Optional[str]:
+def check_meta(path: str | os.PathLike, settings: dict[str, Any], *, have_records: bool) -> str | None:
     """None when the settings of an existing file match (or there is none), else why not."""
     mp = meta_path(path)
     if not mp.is_file():
@@ -160,14 +167,17 @@ def check_meta(path: str | os.PathLike, settings: Dict[str, Any], *, have_record
     except (OSError, json.JSONDecodeError) as e:
         return f"{mp}: unreadable ({e})"
     old_settings = old.get("settings", {}) if isinstance(old, dict) else {}
-    diffs = [f"{k}: {old_settings.get(k)!r} -> {settings.get(k)!r}"
-             for k in sorted(set(old_settings) | set(settings)) if old_settings.get(k) != settings.get(k)]
+    diffs = [
+        f"{k}: {old_settings.get(k)!r} -> {settings.get(k)!r}"
+        for k in sorted(set(old_settings) | set(settings))
+        if old_settings.get(k) != settings.get(k)
+    ]
     if diffs:
         return f"{path} was written with other settings (" + "; ".join(diffs) + ")"
     return None
 
 
-def write_meta(path: str | os.PathLike, settings: Dict[str, Any]) -> None:
+def write_meta(path: str | os.PathLike, settings: dict[str, Any]) -> None:
     mp = meta_path(path)
     tmp = mp.with_name(mp.name + f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"settings": settings}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

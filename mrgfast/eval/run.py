@@ -18,9 +18,10 @@ import logging
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 from mrgfast.eval.generate import GenerationError, GenerationSettings, resolve_model
 from mrgfast.eval.predictions import (
@@ -45,33 +46,33 @@ class EvalError(RuntimeError):
 class EvalOptions:
     model: str
     data: str
-    adapter: Optional[str] = None
-    image_root: Optional[str] = None
+    adapter: str | None = None
+    image_root: str | None = None
     dataset_kind: str = "iu_xray"
-    max_images: Optional[int] = None
+    max_images: int | None = None
     split: str = "test"
-    limit: Optional[int] = None
+    limit: int | None = None
     out: str = "eval"
-    predictions: Optional[str] = None
-    metrics: Optional[str] = None
+    predictions: str | None = None
+    metrics: str | None = None
     batch_size: int = 16
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    instruction: Optional[str] = None
+    instruction: str | None = None
     use_vllm: bool = False
     vllm_gpu_memory_utilization: float = 0.85
     attn_implementation: str = "auto"
     dtype: str = "auto"
-    device: Optional[str] = None
+    device: str | None = None
     trust_remote_code: bool = False
     image_check: str = "exists"
     overwrite: bool = False
-    meteor: Optional[bool] = None
+    meteor: bool | None = None
     nlg: bool = True
     margin: float = 0.5
     uncertain: float = 1.0
     uncertain_positive: bool = False
-    threads: Optional[int] = None
-    progress: Optional[bool] = None
+    threads: int | None = None
+    progress: bool | None = None
 
     @property
     def predictions_path(self) -> Path:
@@ -82,16 +83,23 @@ class EvalOptions:
         return Path(self.metrics) if self.metrics else Path(self.out) / "metrics.json"
 
 
-def _abs(p: Optional[str]) -> Optional[str]:
+def _abs(p: str | None) -> str | None:
     return None if p is None else str(Path(p).resolve())
 
 
-def generation_settings(opts: EvalOptions, model: str, adapter: Optional[str], instruction: str) -> Dict[str, Any]:
+def generation_settings(opts: EvalOptions, model: str, adapter: str | None, instruction: str) -> dict[str, Any]:
     """What determines the predictions (a resume must match all of it)."""
     return {
-        "model": _abs(model), "adapter": _abs(adapter), "data": _abs(opts.data), "image_root": _abs(opts.image_root),
-        "dataset_kind": opts.dataset_kind, "max_images": opts.max_images, "split": opts.split, "limit": opts.limit,
-        "instruction": instruction, "engine": "vllm" if opts.use_vllm else "transformers",
+        "model": _abs(model),
+        "adapter": _abs(adapter),
+        "data": _abs(opts.data),
+        "image_root": _abs(opts.image_root),
+        "dataset_kind": opts.dataset_kind,
+        "max_images": opts.max_images,
+        "split": opts.split,
+        "limit": opts.limit,
+        "instruction": instruction,
+        "engine": "vllm" if opts.use_vllm else "transformers",
         "generation": opts.generation.as_dict(),
     }
 
@@ -99,14 +107,16 @@ def generation_settings(opts: EvalOptions, model: str, adapter: Optional[str], i
 def score_command(pred_path: Path, opts: EvalOptions) -> str:
     """The `mrgfast score` command that reproduces the MCCS/CE numbers from the predictions file."""
     p = shlex.quote(str(pred_path))
-    cmd = (f"mrgfast score --pred {p} --pred-field generated --ref {p} --ref-field reference "
-           f"--margin {opts.margin} --uncertain {opts.uncertain}")
+    cmd = (
+        f"mrgfast score --pred {p} --pred-field generated --ref {p} --ref-field reference "
+        f"--margin {opts.margin} --uncertain {opts.uncertain}"
+    )
     if opts.uncertain_positive:
         cmd += " --uncertain-positive"
     return cmd
 
 
-def run_eval(opts: EvalOptions, *, on_batch: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
+def run_eval(opts: EvalOptions, *, on_batch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Generate what is missing from the predictions file, then compute and write the metrics.
 
     ``on_batch(done, total)`` is called after each batch is on disk (progress hooks, tests).
@@ -123,8 +133,15 @@ def run_eval(opts: EvalOptions, *, on_batch: Optional[Callable[[int, int], None]
     model, adapter = resolve_model(opts.model, opts.adapter)
     instruction = opts.instruction or DEFAULT_INSTRUCTION
     try:
-        data = read_annotation(opts.data, opts.image_root, splits=(opts.split,), kind=opts.dataset_kind,
-                               max_images=opts.max_images, check=opts.image_check, max_samples=opts.limit)
+        data = read_annotation(
+            opts.data,
+            opts.image_root,
+            splits=(opts.split,),
+            kind=opts.dataset_kind,
+            max_images=opts.max_images,
+            check=opts.image_check,
+            max_samples=opts.limit,
+        )
     except DataError as e:
         raise EvalError(str(e)) from None
     studies = data[opts.split]
@@ -145,19 +162,25 @@ def run_eval(opts: EvalOptions, *, on_batch: Optional[Callable[[int, int], None]
         existing = load_existing(pred_path)
         why = check_meta(pred_path, settings, have_records=bool(existing.records))
         if why:
-            raise EvalError(f"{why}. Rerun with the same settings to resume, or pass --overwrite to start over "
-                            "(or --out elsewhere)")
+            raise EvalError(
+                f"{why}. Rerun with the same settings to resume, or pass --overwrite to start over (or --out elsewhere)"
+            )
         check_against_studies(pred_path, existing.records, studies)
     except PredictionsError as e:
         raise EvalError(str(e)) from None
     if existing.truncated_bytes:
-        log.warning("%s: cut off a partial last line (%d bytes, an interrupted write); that study is generated again",
-                    pred_path, existing.truncated_bytes)
+        log.warning(
+            "%s: cut off a partial last line (%d bytes, an interrupted write); that study is generated again",
+            pred_path,
+            existing.truncated_bytes,
+        )
     done = {r.id: r for r in existing.records}
     todo = [s for s in studies if s.id not in done]
     resumed = len(done)
     if resumed:
-        log.info("resuming: %d of %d studies already in %s, %d to generate", resumed, len(studies), pred_path, len(todo))
+        log.info(
+            "resuming: %d of %d studies already in %s, %d to generate", resumed, len(studies), pred_path, len(todo)
+        )
 
     t_gen = 0.0
     t_load = 0.0
@@ -175,9 +198,11 @@ def run_eval(opts: EvalOptions, *, on_batch: Optional[Callable[[int, int], None]
         try:
             with PredictionsWriter(pred_path) as writer:
                 for start in range(0, len(todo), opts.batch_size):
-                    batch = todo[start:start + opts.batch_size]
+                    batch = todo[start : start + opts.batch_size]
                     # per-batch seed from the split position of its first study: a resumed run samples alike
-                    texts = gen.generate(batch, instruction, opts.generation, opts.generation.seed + position[batch[0].id])
+                    texts = gen.generate(
+                        batch, instruction, opts.generation, opts.generation.seed + position[batch[0].id]
+                    )
                     if len(texts) != len(batch):
                         raise EvalError(f"the generator returned {len(texts)} texts for {len(batch)} studies")
                     recs = [Prediction(s.id, t, extract_report(t), s.report) for s, t in zip(batch, texts)]
@@ -195,23 +220,41 @@ def run_eval(opts: EvalOptions, *, on_batch: Optional[Callable[[int, int], None]
     elif not meta_path(pred_path).is_file():
         write_meta(pred_path, settings)
 
-    records: List[Prediction] = [done[s.id] for s in studies]
+    records: list[Prediction] = [done[s.id] for s in studies]
     from mrgfast.eval.metrics import eval_metrics
 
-    result = eval_metrics([r.generated for r in records], [r.reference for r in records], ids=ids,
-                          margin=opts.margin, uncertain=opts.uncertain, uncertain_positive=opts.uncertain_positive,
-                          threads=opts.threads, meteor=opts.meteor, nlg=opts.nlg)
+    result = eval_metrics(
+        [r.generated for r in records],
+        [r.reference for r in records],
+        ids=ids,
+        margin=opts.margin,
+        uncertain=opts.uncertain,
+        uncertain_positive=opts.uncertain_positive,
+        threads=opts.threads,
+        meteor=opts.meteor,
+        nlg=opts.nlg,
+    )
     metrics_path = opts.metrics_path
     generated_now = len(todo)
     timing = dict(result.pop("timing_s"))
-    timing.update(model_load=round(t_load, 3), generate=round(t_gen, 3),
-                  generate_per_study=round(t_gen / generated_now, 4) if generated_now else None,
-                  total=round(time.perf_counter() - t0, 3))
+    timing.update(
+        model_load=round(t_load, 3),
+        generate=round(t_gen, 3),
+        generate_per_study=round(t_gen / generated_now, 4) if generated_now else None,
+        total=round(time.perf_counter() - t0, 3),
+    )
     result = {
         "n": result["n"],
-        "model": settings["model"], "adapter": settings["adapter"], "data": settings["data"], "split": opts.split,
-        "engine": settings["engine"], "generation": settings["generation"], "batch_size": opts.batch_size,
-        "predictions": str(pred_path), "resumed": resumed, "generated_now": generated_now,
+        "model": settings["model"],
+        "adapter": settings["adapter"],
+        "data": settings["data"],
+        "split": opts.split,
+        "engine": settings["engine"],
+        "generation": settings["generation"],
+        "batch_size": opts.batch_size,
+        "predictions": str(pred_path),
+        "resumed": resumed,
+        "generated_now": generated_now,
         "score_command": score_command(pred_path, opts),
         **{k: v for k, v in result.items() if k != "n"},
         "timing_s": timing,
@@ -223,7 +266,7 @@ def run_eval(opts: EvalOptions, *, on_batch: Optional[Callable[[int, int], None]
     return result
 
 
-def _generator(opts: EvalOptions, model: str, adapter: Optional[str]):
+def _generator(opts: EvalOptions, model: str, adapter: str | None):
     from mrgfast.models.loading import ModelError
 
     try:
@@ -231,18 +274,30 @@ def _generator(opts: EvalOptions, model: str, adapter: Optional[str]):
             from mrgfast.data.r2gen import KINDS
             from mrgfast.eval.generate import VLLMGenerator
 
-            return VLLMGenerator(model, adapter, max_images=opts.max_images or KINDS[opts.dataset_kind],
-                                 dtype=opts.dtype, gpu_memory_utilization=opts.vllm_gpu_memory_utilization,
-                                 trust_remote_code=opts.trust_remote_code, seed=opts.generation.seed)
+            return VLLMGenerator(
+                model,
+                adapter,
+                max_images=opts.max_images or KINDS[opts.dataset_kind],
+                dtype=opts.dtype,
+                gpu_memory_utilization=opts.vllm_gpu_memory_utilization,
+                trust_remote_code=opts.trust_remote_code,
+                seed=opts.generation.seed,
+            )
         from mrgfast.eval.generate import HFGenerator
 
-        return HFGenerator(model, adapter, attn_implementation=opts.attn_implementation, dtype=opts.dtype,
-                           device=opts.device, trust_remote_code=opts.trust_remote_code)
+        return HFGenerator(
+            model,
+            adapter,
+            attn_implementation=opts.attn_implementation,
+            dtype=opts.dtype,
+            device=opts.device,
+            trust_remote_code=opts.trust_remote_code,
+        )
     except ModelError as e:
         raise EvalError(str(e)) from None
 
 
-def _bar(total: int, initial: int, enabled: Optional[bool]):
+def _bar(total: int, initial: int, enabled: bool | None):
     if enabled is False:
         return None
     import sys
@@ -251,8 +306,15 @@ def _bar(total: int, initial: int, enabled: Optional[bool]):
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, initial=initial, desc="eval", unit="study", file=sys.stderr,
-                disable=None if enabled is None else False, leave=False)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="eval",
+        unit="study",
+        file=sys.stderr,
+        disable=None if enabled is None else False,
+        leave=False,
+    )
 
 
 __all__ = ["EvalError", "EvalOptions", "GenerationError", "GenerationSettings", "run_eval"]

@@ -27,9 +27,13 @@ def pick_attention(requested: str = "auto") -> str:
     import torch
 
     if requested != "auto":
-        if requested == "flash_attention_2" and not (torch.cuda.is_available() and importlib.util.find_spec("flash_attn")):
-            raise ModelError("attn_implementation=flash_attention_2 needs CUDA and flash-attn "
-                             "(pip install 'mrgfast[flash]'); use auto or sdpa")
+        if requested == "flash_attention_2" and not (
+            torch.cuda.is_available() and importlib.util.find_spec("flash_attn")
+        ):
+            raise ModelError(
+                "attn_implementation=flash_attention_2 needs CUDA and flash-attn "
+                "(pip install 'mrgfast[flash]'); use auto or sdpa"
+            )
         return requested
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
@@ -44,8 +48,14 @@ def pick_dtype(requested: str = "auto"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     try:
-        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-                "float32": torch.float32, "fp32": torch.float32}[requested]
+        return {
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+            "float32": torch.float32,
+            "fp32": torch.float32,
+        }[requested]
     except KeyError:
         raise ModelError(f"dtype must be auto, bfloat16, float16 or float32, got {requested!r}") from None
 
@@ -53,15 +63,22 @@ def pick_dtype(requested: str = "auto"):
 def _check_folder(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.is_dir():
-        raise ModelError(f"model folder not found: {p} (mrgfast loads models from local folders only; "
-                         "build a tiny one with `mrgfast model tiny --out DIR`)")
+        raise ModelError(
+            f"model folder not found: {p} (mrgfast loads models from local folders only; "
+            "build a tiny one with `mrgfast model tiny --out DIR`)"
+        )
     if not (p / "config.json").is_file():
         raise ModelError(f"{p}: no config.json; is this a Hugging Face model folder?")
     return p
 
 
-def load_processor(path: str | os.PathLike, *, trust_remote_code: bool = False, min_pixels: int | None = None,
-                   max_pixels: int | None = None):
+def load_processor(
+    path: str | os.PathLike,
+    *,
+    trust_remote_code: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+):
     offline()
     from transformers import AutoProcessor
 
@@ -83,8 +100,9 @@ def load_processor(path: str | os.PathLike, *, trust_remote_code: bool = False, 
     return processor
 
 
-def load_model(path: str | os.PathLike, *, attn_implementation: str = "auto", dtype: str = "auto",
-               trust_remote_code: bool = False):
+def load_model(
+    path: str | os.PathLike, *, attn_implementation: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
+):
     """Qwen2.5-VL family through its own class, other image-text-to-text models through the Auto class."""
     offline()
     from transformers import AutoConfig, AutoModelForImageTextToText
@@ -97,17 +115,27 @@ def load_model(path: str | os.PathLike, *, attn_implementation: str = "auto", dt
     if config.model_type in ("qwen2_5_vl", "qwen2_vl", "qwen3_vl"):
         import transformers
 
-        cls = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration",
-               "qwen3_vl": "Qwen3VLForConditionalGeneration"}[config.model_type]
+        cls = {
+            "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+            "qwen2_vl": "Qwen2VLForConditionalGeneration",
+            "qwen3_vl": "Qwen3VLForConditionalGeneration",
+        }[config.model_type]
         model = getattr(transformers, cls).from_pretrained(str(p), **kw)
     else:
         try:
             model = AutoModelForImageTextToText.from_pretrained(str(p), **kw)
         except ValueError as e:
-            raise ModelError(f"{p}: model type {config.model_type!r} is not an image-text-to-text model "
-                             f"transformers can load ({e})") from e
-    log.info("model %s (%s): attention=%s dtype=%s params=%.1fM", p, type(model).__name__, attn,
-             str(torch_dtype).replace("torch.", ""), sum(x.numel() for x in model.parameters()) / 1e6)
+            raise ModelError(
+                f"{p}: model type {config.model_type!r} is not an image-text-to-text model transformers can load ({e})"
+            ) from e
+    log.info(
+        "model %s (%s): attention=%s dtype=%s params=%.1fM",
+        p,
+        type(model).__name__,
+        attn,
+        str(torch_dtype).replace("torch.", ""),
+        sum(x.numel() for x in model.parameters()) / 1e6,
+    )
     return model
 
 

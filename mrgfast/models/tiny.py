@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 # Qwen2.5-VL's special tokens (names as in the real tokenizer, ids assigned here)
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 # The tags of the MRG-R1 output format are whole tokens in the tiny vocabulary (in real Qwen
 # tokenizers they are a few sub-word tokens each; nothing in mrgfast depends on either).
@@ -46,12 +51,17 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 800):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
         additional_special_tokens=SPECIAL_TOKENS[1:],
     )
     fast.add_tokens(TAG_TOKENS)
@@ -77,9 +87,19 @@ def _default_corpus() -> list[str]:
     return texts
 
 
-def build_tiny(out: str | os.PathLike, *, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
-               vision_hidden: int = 64, vision_depth: int = 2, vocab_size: int = 800,
-               image_size: int = 112, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
+def build_tiny(
+    out: str | os.PathLike,
+    *,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vision_hidden: int = 64,
+    vision_depth: int = 2,
+    vocab_size: int = 800,
+    image_size: int = 112,
+    seed: int = 0,
+    corpus: Iterable[str] | None = None,
+) -> Path:
     """Build and save a tiny Qwen2.5-VL (model + processor) under ``out``; returns ``out``."""
     import torch
     from transformers import (
@@ -102,20 +122,35 @@ def build_tiny(out: str | os.PathLike, *, hidden_size: int = 128, num_layers: in
     mrope = [t_sec, half * 3 // 8, half * 3 // 8]
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 3,
-            num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=max(1, num_heads // 2),
-            max_position_embeddings=2048, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                           "mrope_section": mrope},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            vocab_size=len(tok),
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 3,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=max(1, num_heads // 2),
+            max_position_embeddings=2048,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
             tie_word_embeddings=True,
         ),
         vision_config=dict(
-            depth=vision_depth, hidden_size=vision_hidden, intermediate_size=vision_hidden * 2,
-            num_heads=max(1, vision_hidden // 32), out_hidden_size=hidden_size, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[vision_depth - 1],
+            depth=vision_depth,
+            hidden_size=vision_hidden,
+            intermediate_size=vision_hidden * 2,
+            num_heads=max(1, vision_hidden // 32),
+            out_hidden_size=hidden_size,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[vision_depth - 1],
         ),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
@@ -126,8 +161,9 @@ def build_tiny(out: str | os.PathLike, *, hidden_size: int = 128, num_layers: in
     model.save_pretrained(out)
 
     px = image_size * image_size
-    image_processor = Qwen2VLImageProcessor(min_pixels=px, max_pixels=px, patch_size=14, merge_size=2,
-                                            temporal_patch_size=2)
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=px, max_pixels=px, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
     video_processor = None
     try:  # transformers requires a video processor for Qwen2.5-VL's processor
         from transformers import Qwen2VLVideoProcessor
@@ -135,12 +171,24 @@ def build_tiny(out: str | os.PathLike, *, hidden_size: int = 128, num_layers: in
         video_processor = Qwen2VLVideoProcessor(min_pixels=px, max_pixels=px)
     except Exception:  # pragma: no cover - torchvision missing
         pass
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
-                                    video_processor=video_processor, chat_template=CHAT_TEMPLATE)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor, tokenizer=tok, video_processor=video_processor, chat_template=CHAT_TEMPLATE
+    )
     processor.save_pretrained(out)
-    (out / "TINY.json").write_text(json.dumps({
-        "built_by": "mrgfast model tiny", "seed": seed, "hidden_size": hidden_size, "num_layers": num_layers,
-        "vision_hidden": vision_hidden, "vision_depth": vision_depth, "vocab_size": len(tok),
-        "image_size": image_size, "parameters": sum(p.numel() for p in model.parameters()),
-    }, indent=1))
+    (out / "TINY.json").write_text(
+        json.dumps(
+            {
+                "built_by": "mrgfast model tiny",
+                "seed": seed,
+                "hidden_size": hidden_size,
+                "num_layers": num_layers,
+                "vision_hidden": vision_hidden,
+                "vision_depth": vision_depth,
+                "vocab_size": len(tok),
+                "image_size": image_size,
+                "parameters": sum(p.numel() for p in model.parameters()),
+            },
+            indent=1,
+        )
+    )
     return out

@@ -8,7 +8,7 @@ use :func:`mrgfast.label` / :func:`mrgfast.mccs` for real work.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def label(reports: Sequence[str]) -> np.ndarray:
     return np.array(rows, dtype=np.int8).reshape(-1, len(OBSERVATIONS))
 
 
-def _signed(labels: Sequence[int], uncertain: float) -> List[float]:
+def _signed(labels: Sequence[int], uncertain: float) -> list[float]:
     out = []
     for code in list(labels)[1:]:
         code = int(code)
@@ -66,8 +66,13 @@ def _signed(labels: Sequence[int], uncertain: float) -> List[float]:
     return out
 
 
-def mccs_labels(generated: Sequence[int], reference: Sequence[int], *, margin: float = DEFAULT_MARGIN,
-                uncertain: float = DEFAULT_UNCERTAIN) -> float:
+def mccs_labels(
+    generated: Sequence[int],
+    reference: Sequence[int],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
+) -> float:
     """MCCS of two label rows (ARCHITECTURE.md): cosine of signed vectors, margin-shaped."""
     if not (0.0 <= margin < 1.0):
         raise ValueError(f"margin must be in [0, 1), got {margin}")
@@ -89,18 +94,30 @@ def mccs_labels(generated: Sequence[int], reference: Sequence[int], *, margin: f
     return min(max((c - margin) / (1.0 - margin), 0.0), 1.0)
 
 
-def mccs(generated: Sequence[str], references: Sequence[str], *, margin: float = DEFAULT_MARGIN,
-         uncertain: float = DEFAULT_UNCERTAIN) -> np.ndarray:
+def mccs(
+    generated: Sequence[str],
+    references: Sequence[str],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
+) -> np.ndarray:
     """MCCS of generated[i] against references[i] (float64), like :func:`mrgfast.mccs`."""
     if len(generated) != len(references):
         raise ValueError(f"generated and references differ in length: {len(generated)} vs {len(references)}")
-    return np.array([mccs_labels(label_report(g), label_report(r), margin=margin, uncertain=uncertain)
-                     for g, r in zip(generated, references)], dtype=np.float64)
+    return np.array(
+        [
+            mccs_labels(label_report(g), label_report(r), margin=margin, uncertain=uncertain)
+            for g, r in zip(generated, references)
+        ],
+        dtype=np.float64,
+    )
 
 
-def mccs_group(generated: Sequence[str], reference: str, *, margin: float = DEFAULT_MARGIN,
-               uncertain: float = DEFAULT_UNCERTAIN) -> np.ndarray:
+def mccs_group(
+    generated: Sequence[str], reference: str, *, margin: float = DEFAULT_MARGIN, uncertain: float = DEFAULT_UNCERTAIN
+) -> np.ndarray:
     """MCCS of many completions against one reference (labelled once)."""
     ref = label_report(reference)
-    return np.array([mccs_labels(label_report(g), ref, margin=margin, uncertain=uncertain) for g in generated],
-                    dtype=np.float64)
+    return np.array(
+        [mccs_labels(label_report(g), ref, margin=margin, uncertain=uncertain) for g in generated], dtype=np.float64
+    )

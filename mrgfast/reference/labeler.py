@@ -30,9 +30,9 @@ The algorithm, shared with ``rust/src/labeler``:
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
-OBSERVATIONS: Tuple[str, ...] = (
+OBSERVATIONS: tuple[str, ...] = (
     "No Finding",
     "Enlarged Cardiomediastinum",
     "Cardiomegaly",
@@ -54,45 +54,59 @@ NO_FINDING, SUPPORT_DEVICES = 0, 13
 
 RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.txt")
 
-TRIGGER_ROLES = ("neg_pre", "neg_post", "unc_pre", "unc_post", "strong_pre", "strong_post",
-                 "strong_near", "unc_or")
+TRIGGER_ROLES = ("neg_pre", "neg_post", "unc_pre", "unc_post", "strong_pre", "strong_post", "strong_near", "unc_or")
 MOD_CLASSES = ("abnormal", "normal", "uncertain", "stable")
-PARAMS = ("pre_window", "post_window", "or_window", "or_window_before", "near_window", "desc_window",
-          "prenominal_skip")
+PARAMS = ("pre_window", "post_window", "or_window", "or_window_before", "near_window", "desc_window", "prenominal_skip")
 
 # token kinds
 WORD, COMMA, COLON, BREAK, PARA = 0, 1, 2, 3, 4
 _PUNCT_TEXT = {COMMA: ",", COLON: ":", BREAK: "|", PARA: "#"}
 
 # Unicode White_Space (Rust's char::is_whitespace): a report made only of these is empty.
-WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-                       "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _NEWLINE_SPACE = frozenset(" \t\r\n\x0b\x0c")
 
 
 class Entry:
     """One rule phrase and everything it means (roles add up over sections)."""
 
-    __slots__ = ("tokens", "prefix", "mentions", "desc_group", "desc_targets", "mods", "triggers",
-                 "term", "clause", "header", "skip", "connect", "copula", "conj")
+    __slots__ = (
+        "clause",
+        "conj",
+        "connect",
+        "copula",
+        "desc_group",
+        "desc_targets",
+        "header",
+        "mentions",
+        "mods",
+        "prefix",
+        "skip",
+        "term",
+        "tokens",
+        "triggers",
+    )
 
-    def __init__(self, tokens: Tuple[str, ...], prefix: bool):
+    def __init__(self, tokens: tuple[str, ...], prefix: bool):
         self.tokens = tokens
         self.prefix = prefix
-        self.mentions: List[Tuple[int, bool, bool]] = []  # (observation, u flag, p flag)
-        self.desc_group: Optional[str] = None
-        self.desc_targets: List[Tuple[int, bool, bool]] = []
-        self.mods: Dict[str, str] = {}  # group (or "*") -> class
+        self.mentions: list[tuple[int, bool, bool]] = []  # (observation, u flag, p flag)
+        self.desc_group: str | None = None
+        self.desc_targets: list[tuple[int, bool, bool]] = []
+        self.mods: dict[str, str] = {}  # group (or "*") -> class
         self.triggers: set = set()
         self.term = False
         self.clause = False
-        self.header: Optional[str] = None  # "keep" | "skip"
+        self.header: str | None = None  # "keep" | "skip"
         self.skip = False
         self.connect = False
         self.copula = False
         self.conj = False
 
-    def mod_class(self, group: str) -> Optional[str]:
+    def mod_class(self, group: str) -> str | None:
         c = self.mods.get(group)
         return c if c is not None else self.mods.get("*")
 
@@ -105,10 +119,10 @@ class Entry:
 
 class Rules:
     def __init__(self, text: str):
-        self.entries: Dict[Tuple[Tuple[str, ...], bool], Entry] = {}
-        self.params: Dict[str, int] = {}
+        self.entries: dict[tuple[tuple[str, ...], bool], Entry] = {}
+        self.params: dict[str, int] = {}
         self.abbrev: set = set()
-        section: Optional[List[str]] = None
+        section: list[str] | None = None
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
@@ -132,8 +146,8 @@ class Rules:
             if (e.term or e.clause) and e.triggers:
                 raise ValueError(f"rules.txt: {' '.join(e.tokens)!r} is both a terminator and a trigger")
         # index for the reference matcher: exact first token -> entries; single-token prefixes
-        self.by_first: Dict[str, List[Entry]] = {}
-        self.prefixes: List[Entry] = []
+        self.by_first: dict[str, list[Entry]] = {}
+        self.prefixes: list[Entry] = []
         for e in self.entries.values():
             if e.prefix and len(e.tokens) == 1:
                 self.prefixes.append(e)
@@ -157,7 +171,7 @@ class Rules:
         return self.entries[key]
 
     @staticmethod
-    def _targets(specs: Sequence[str], lineno: int) -> List[Tuple[int, bool, bool]]:
+    def _targets(specs: Sequence[str], lineno: int) -> list[tuple[int, bool, bool]]:
         out = []
         for spec in specs:
             spec = spec.strip()
@@ -169,7 +183,7 @@ class Rules:
             out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags))
         return out
 
-    def _add(self, section: List[str], phrase: str, lineno: int) -> None:
+    def _add(self, section: list[str], phrase: str, lineno: int) -> None:
         kind = section[0]
         arg = section[1] if len(section) > 1 else ""
         if kind == "abbrev":
@@ -222,7 +236,7 @@ class Rules:
             raise ValueError(f"rules.txt:{lineno}: unknown section @{kind}")
 
 
-_RULES: Optional[Rules] = None
+_RULES: Rules | None = None
 
 
 def rules() -> Rules:
@@ -242,8 +256,8 @@ def _is_alnum(ch: str) -> bool:
     return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
 
 
-def tokenize(text: str, abbrev: set) -> List[Tuple[int, str]]:
-    toks: List[Tuple[int, str]] = []
+def tokenize(text: str, abbrev: set) -> list[tuple[int, str]]:
+    toks: list[tuple[int, str]] = []
 
     def emit(kind: int, word: str = "") -> None:
         if kind in (COMMA, COLON):
@@ -279,9 +293,7 @@ def tokenize(text: str, abbrev: set) -> List[Tuple[int, str]]:
         if ch == ".":
             prev = text[i - 1] if i > 0 else ""
             nxt = text[i + 1] if i + 1 < n else ""
-            if _is_digit(prev) and _is_digit(nxt):
-                pass
-            elif prev and _is_alnum(prev) and toks[-1][1] in abbrev:
+            if (_is_digit(prev) and _is_digit(nxt)) or (prev and _is_alnum(prev) and toks[-1][1] in abbrev):
                 pass
             else:
                 emit(BREAK)
@@ -305,9 +317,7 @@ def tokenize(text: str, abbrev: set) -> List[Tuple[int, str]]:
                 emit(PARA)
             elif j < n:
                 c = text[j]
-                if c in "-*\u2022" or _is_digit(c) or (
-                    "A" <= c <= "Z" and j + 1 < n and "a" <= text[j + 1] <= "z"
-                ):
+                if c in "-*\u2022" or _is_digit(c) or ("A" <= c <= "Z" and j + 1 < n and "a" <= text[j + 1] <= "z"):
                     emit(BREAK)
             i = j
             continue
@@ -316,10 +326,10 @@ def tokenize(text: str, abbrev: set) -> List[Tuple[int, str]]:
 
 
 # ------------------------------------------------------------------------------------ matching
-def match_at(r: Rules, toks: List[Tuple[int, str]], i: int) -> Optional[Tuple[Entry, int]]:
+def match_at(r: Rules, toks: list[tuple[int, str]], i: int) -> tuple[Entry, int] | None:
     """The longest rule phrase starting at token i (Aho-Corasick leftmost-longest semantics)."""
     first = toks[i][1]
-    best: Optional[Entry] = None
+    best: Entry | None = None
     cands = list(r.by_first.get(first, ()))
     if toks[i][0] == WORD:
         cands.extend(e for e in r.prefixes if first.startswith(e.tokens[0]))
@@ -344,9 +354,9 @@ def match_at(r: Rules, toks: List[Tuple[int, str]], i: int) -> Optional[Tuple[En
 
 
 # units: ("p",) punctuation, ("w",) plain word, ("e", entry)
-def sentences(r: Rules, text: str) -> List[list]:
+def sentences(r: Rules, text: str) -> list[list]:
     toks = tokenize(text, r.abbrev)
-    out: List[list] = []
+    out: list[list] = []
     units: list = []
     drop = False
     i, n = 0, len(toks)
@@ -380,7 +390,7 @@ def sentences(r: Rules, text: str) -> List[list]:
 
 
 # ------------------------------------------------------------------------------------ scoping
-def _entry_of(u) -> Optional[Entry]:
+def _entry_of(u) -> Entry | None:
     return u[1] if u[0] == "e" else None
 
 
@@ -504,7 +514,7 @@ def _mention_follows(r: Rules, U: list, q: int, window: int) -> bool:
     return False
 
 
-def prenominal(r: Rules, U: list, p: int, group: str) -> Optional[int]:
+def prenominal(r: Rules, U: list, p: int, group: str) -> int | None:
     """Index of the modifier right before the descriptor at p (skip words allowed between)."""
     skipped = 0
     q = p - 1
@@ -542,9 +552,9 @@ def _bridged(r: Rules, U: list, q: int, group: str) -> bool:
     return True
 
 
-def desc_code(r: Rules, U: list, p: int, group: str) -> Optional[int]:
+def desc_code(r: Rules, U: list, p: int, group: str) -> int | None:
     win = r.params["desc_window"]
-    mods: List[int] = []
+    mods: list[int] = []
     q0 = prenominal(r, U, p, group)
     if q0 is not None:
         mods.append(q0)
@@ -611,7 +621,7 @@ def aggregate(current: int, new: int) -> int:
     return new if _PRIORITY.get(new, 0) > _PRIORITY.get(current, 0) else current
 
 
-def _apply(labels: List[int], targets, code: int) -> None:
+def _apply(labels: list[int], targets, code: int) -> None:
     for obs, u_flag, p_flag in targets:
         c = code
         if p_flag and c == NEGATIVE:
@@ -621,7 +631,7 @@ def _apply(labels: List[int], targets, code: int) -> None:
         labels[obs] = aggregate(labels[obs], c)
 
 
-def label_report(text: str) -> List[int]:
+def label_report(text: str) -> list[int]:
     """The 14 codes of one report (BLANK = -128 when not mentioned)."""
     r = rules()
     labels = [BLANK] * N_OBS

@@ -24,7 +24,7 @@ OpenRLHF: the file of :mod:`mrgfast.reward.openrlhf` is a ``--remote_rm_url`` re
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 from mrgfast.reward.clinical import MCCSReward, mccs_of_reports, mccs_scores
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT, MRGReward
@@ -36,17 +36,17 @@ _FORMAT = FormatReward(name="format_reward")
 _MRG = MRGReward(name="mrg_reward")
 
 
-def mccs_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+def mccs_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
     """MCCS of each completion's report against the ``report`` column (margin 0.5, uncertain +1)."""
     return _MCCS(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
 
 
-def format_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+def format_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
     """1.0 when a completion is exactly ``<think>…</think><report>…</report>``, else 0.0."""
     return _FORMAT(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
 
 
-def mrg_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+def mrg_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
     """MRG-R1's reward, ``0.75 · MCCS + 0.25 · format``, against the ``report`` column."""
     return _MRG(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
 
@@ -61,8 +61,8 @@ __all__ = [
     "extract_report",
     "format_reward",
     "format_score",
-    "mccs_reward",
     "mccs_of_reports",
+    "mccs_reward",
     "mccs_scores",
     "mrg_reward",
     "normalize_completions",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mrgfast.reward.completions import normalize_completions
 
@@ -48,7 +49,7 @@ class RewardFunction:
         self._lock = threading.Lock()
 
     # -- helpers -----------------------------------------------------------------------------
-    def _texts(self, completions: Any) -> Tuple[List[Optional[str]], List[int]]:
+    def _texts(self, completions: Any) -> tuple[list[str | None], list[int]]:
         if completions is None:
             raise TypeError(f"{self.__name__}: completions is required (a list of strings or chat messages)")
         texts, bad = normalize_completions(completions)
@@ -59,18 +60,21 @@ class RewardFunction:
             shown = ", ".join(str(i) for i in bad[:8]) + (", ..." if len(bad) > 8 else "")
             logger.warning(
                 "%s: %d of %d completions are malformed (None or not text); they score 0.0 (indices %s)",
-                self.__name__, len(bad), len(texts), shown,
+                self.__name__,
+                len(bad),
+                len(texts),
+                shown,
             )
         return texts, bad
 
-    def _log_metrics(self, columns: Mapping[str, Any], metrics: Dict[str, float]) -> None:
+    def _log_metrics(self, columns: Mapping[str, Any], metrics: dict[str, float]) -> None:
         log_metric = columns.get("log_metric")
         if callable(log_metric):
             for key, value in metrics.items():
                 log_metric(f"{self.__name__}/{key}", float(value))
 
 
-def reference_column(columns: Mapping[str, Any], column: str, n: int, who: str) -> List[str]:
+def reference_column(columns: Mapping[str, Any], column: str, n: int, who: str) -> list[str]:
     """The reference texts of a batch, checked: present, one per completion, all strings."""
     if column not in columns:
         available = sorted(k for k in columns if k not in TRL_EXTRA_KWARGS)
@@ -82,8 +86,7 @@ def reference_column(columns: Mapping[str, Any], column: str, n: int, who: str) 
     refs = columns[column]
     if isinstance(refs, str) or not hasattr(refs, "__len__"):
         raise TypeError(
-            f"{who}: column {column!r} must hold one reference per completion (a list), "
-            f"got {type(refs).__name__}"
+            f"{who}: column {column!r} must hold one reference per completion (a list), got {type(refs).__name__}"
         )
     if len(refs) != n:
         raise ValueError(

@@ -10,7 +10,8 @@ tests check it) at a fraction of the labelling work.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +35,12 @@ def _check_settings(reference_column: str, margin: float, uncertain: float) -> N
 
 
 def mccs_scores(
-    texts: Sequence[Optional[str]],
+    texts: Sequence[str | None],
     references: Sequence[str],
     *,
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
-    threads: Optional[int] = None,
+    threads: int | None = None,
     extract: bool = True,
 ) -> np.ndarray:
     """MCCS of ``texts[i]`` against ``references[i]``; ``None`` texts score 0.0.
@@ -55,12 +56,12 @@ def mccs_scores(
 
 
 def mccs_of_reports(
-    reports: Sequence[Optional[str]],
+    reports: Sequence[str | None],
     references: Sequence[str],
     *,
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
-    threads: Optional[int] = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """MCCS of report texts (already extracted) against references; ``None`` scores 0.0.
 
@@ -74,7 +75,7 @@ def mccs_of_reports(
     valid = [i for i, t in enumerate(reports) if t is not None]
     if not valid:
         return out
-    ref_index: Dict[str, int] = {}
+    ref_index: dict[str, int] = {}
     ref_of = np.empty(len(valid), dtype=np.intp)
     for k, i in enumerate(valid):
         r = references[i]
@@ -85,7 +86,7 @@ def mccs_of_reports(
     unique_refs = list(ref_index)
     labels = engine.label(unique_refs + [reports[i] for i in valid], threads=threads)
     ref_labels = labels[: len(unique_refs)][ref_of]
-    gen_labels = labels[len(unique_refs):]
+    gen_labels = labels[len(unique_refs) :]
     scores = engine.mccs_from_labels(gen_labels, ref_labels, margin=margin, uncertain=uncertain)
     out[np.asarray(valid, dtype=np.intp)] = scores
     return out
@@ -116,7 +117,7 @@ class MCCSReward(RewardFunction):
         reference_column: str = "report",
         margin: float = engine.DEFAULT_MARGIN,
         uncertain: float = engine.DEFAULT_UNCERTAIN,
-        threads: Optional[int] = None,
+        threads: int | None = None,
         *,
         extract: bool = True,
         name: str = "mccs_reward",
@@ -129,7 +130,7 @@ class MCCSReward(RewardFunction):
         self.threads = threads
         self.extract = extract
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
         texts, bad = self._texts(completions)
         check_length("prompts", prompts, len(texts), self.__name__)
         refs = reference_column(columns, self.reference_column, len(texts), self.__name__)
@@ -139,7 +140,7 @@ class MCCSReward(RewardFunction):
         self._log_metrics(columns, {"malformed": len(bad)})
         return scores.tolist()
 
-    def score(self, completions: Sequence[Any], references: Sequence[str]) -> List[float]:
+    def score(self, completions: Sequence[Any], references: Sequence[str]) -> list[float]:
         """Score completions against references directly (no TRL keyword plumbing)."""
         return self(completions=completions, **{self.reference_column: references})
 

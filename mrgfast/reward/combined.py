@@ -7,7 +7,7 @@ total.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class MRGReward(RewardFunction):
         reference_column: str = "report",
         margin: float = engine.DEFAULT_MARGIN,
         uncertain: float = engine.DEFAULT_UNCERTAIN,
-        threads: Optional[int] = None,
+        threads: int | None = None,
         *,
         mccs_weight: float = MCCS_WEIGHT,
         format_weight: float = FORMAT_WEIGHT,
@@ -53,7 +53,7 @@ class MRGReward(RewardFunction):
         self.format_weight = float(format_weight)
         self.extract = extract
 
-    def parts(self, texts: List[Optional[str]], references: List[str]):
+    def parts(self, texts: list[str | None], references: list[str]):
         """(mccs, format) arrays for normalised texts (``None`` = malformed, scores 0 in both)."""
         parsed = [None if t is None else parse_completion(t) for t in texts]
         f = np.fromiter((0.0 if p is None else p[1] for p in parsed), dtype=np.float64, count=len(texts))
@@ -61,7 +61,7 @@ class MRGReward(RewardFunction):
         m = mccs_of_reports(reports, references, margin=self.margin, uncertain=self.uncertain, threads=self.threads)
         return m, f
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
         texts, bad = self._texts(completions)
         check_length("prompts", prompts, len(texts), self.__name__)
         refs = reference_column(columns, self.reference_column, len(texts), self.__name__)
@@ -71,7 +71,7 @@ class MRGReward(RewardFunction):
             self._log_metrics(columns, {"mccs": float(m.mean()), "format": float(f.mean()), "malformed": len(bad)})
         return total.tolist()
 
-    def score(self, completions, references) -> List[float]:
+    def score(self, completions, references) -> list[float]:
         """Score completions against references directly (no TRL keyword plumbing)."""
         return self(completions=completions, **{self.reference_column: references})
 

@@ -10,10 +10,11 @@ malformed completion 0.0 and count it; they never crash a training run over one 
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 
-def completion_text(completion: Any) -> Optional[str]:
+def completion_text(completion: Any) -> str | None:
     """The text of one completion, or ``None`` when it is malformed.
 
     Accepted forms:
@@ -48,7 +49,7 @@ def completion_text(completion: Any) -> Optional[str]:
     return None
 
 
-def _message_text(message: dict) -> Optional[str]:
+def _message_text(message: dict) -> str | None:
     if "content" not in message:
         return None
     content = message["content"]
@@ -73,7 +74,7 @@ def _message_text(message: dict) -> Optional[str]:
     return None
 
 
-def normalize_completions(completions: Sequence[Any]) -> Tuple[List[Optional[str]], List[int]]:
+def normalize_completions(completions: Sequence[Any]) -> tuple[list[str | None], list[int]]:
     """Texts of all completions (``None`` for malformed ones) and the indices of the malformed."""
     if isinstance(completions, (str, bytes)) or completions is None:
         raise TypeError(

@@ -11,7 +11,7 @@ Both are plain string scans (no regex backtracking), a few hundred nanoseconds p
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any
 
 from mrgfast.reward._common import RewardFunction, check_length
 
@@ -35,10 +35,10 @@ def format_score(text: str) -> float:
     report_start = s.index(REPORT_OPEN)
     if report_start < think_end:
         return 0.0
-    if s[think_end + len(THINK_CLOSE):report_start].strip():
+    if s[think_end + len(THINK_CLOSE) : report_start].strip():
         return 0.0  # text between the blocks
-    think = s[len(THINK_OPEN):think_end]
-    report = s[report_start + len(REPORT_OPEN):-len(REPORT_CLOSE)]
+    think = s[len(THINK_OPEN) : think_end]
+    report = s[report_start + len(REPORT_OPEN) : -len(REPORT_CLOSE)]
     if not think.strip() or not report.strip():
         return 0.0
     return 1.0
@@ -58,21 +58,21 @@ def extract_report(text: str) -> str:
     if start >= 0:
         end = text.find(REPORT_CLOSE, start + len(REPORT_OPEN))
         if end >= 0:
-            return text[start + len(REPORT_OPEN):end].strip()
+            return text[start + len(REPORT_OPEN) : end].strip()
     think_end = text.rfind(THINK_CLOSE)
     if think_end >= 0:
-        tail = text[think_end + len(THINK_CLOSE):]
+        tail = text[think_end + len(THINK_CLOSE) :]
         opened = tail.find(REPORT_OPEN)
         if opened >= 0 and not tail[:opened].strip():
-            tail = tail[opened + len(REPORT_OPEN):]
+            tail = tail[opened + len(REPORT_OPEN) :]
         return tail.strip()
     stripped = text.strip()
     if stripped.startswith(REPORT_OPEN):
-        stripped = stripped[len(REPORT_OPEN):].strip()
+        stripped = stripped[len(REPORT_OPEN) :].strip()
     return stripped
 
 
-def parse_completion(text: str) -> Tuple[str, float]:
+def parse_completion(text: str) -> tuple[str, float]:
     """``(extract_report(text), format_score(text))`` in one scan.
 
     The common case, a completion whose only ``<`` characters are the four tags, is decided from
@@ -91,13 +91,13 @@ def parse_completion(text: str) -> Tuple[str, float]:
             and text.startswith(REPORT_OPEN, p2)
             and text.startswith(REPORT_CLOSE, p3)
         ):
-            report = text[p2 + 8:p3].strip()
+            report = text[p2 + 8 : p3].strip()
             ok = (
                 bool(report)
                 and (p0 == 0 or text[:p0].isspace())
-                and (p3 + 9 == len(text) or text[p3 + 9:].isspace())
-                and (p2 == p1 + 8 or text[p1 + 8:p2].isspace())
-                and not text[p0 + 7:p1].isspace()
+                and (p3 + 9 == len(text) or text[p3 + 9 :].isspace())
+                and (p2 == p1 + 8 or text[p1 + 8 : p2].isspace())
+                and not text[p0 + 7 : p1].isspace()
                 and p1 > p0 + 7
             )
             return report, 1.0 if ok else 0.0
@@ -116,7 +116,7 @@ class FormatReward(RewardFunction):
     def __init__(self, *, name: str = "format_reward"):
         super().__init__(name)
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> List[float]:
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
         texts, bad = self._texts(completions)
         check_length("prompts", prompts, len(texts), self.__name__)
         self._log_metrics(columns, {"malformed": len(bad)})

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
 
 
-def _env_threads() -> Optional[int]:
+def _env_threads() -> int | None:
     raw = os.environ.get("MRGFAST_THREADS")
     if raw is None or raw == "":
         return None
@@ -68,13 +69,13 @@ def response_of(query: str, prompt: Any) -> str:
     response = query
     if isinstance(prompt, str) and prompt:
         if query.startswith(prompt):
-            response = query[len(prompt):]
+            response = query[len(prompt) :]
         else:
             # decoding may change whitespace at the seam; find the prompt's tail instead
             tail = prompt.strip()[-200:]
             at = query.rfind(tail) if tail else -1
             if at >= 0:
-                response = query[at + len(tail):]
+                response = query[at + len(tail) :]
     response = response.rstrip()
     stripped = True
     while stripped:
@@ -86,7 +87,7 @@ def response_of(query: str, prompt: Any) -> str:
     return response
 
 
-def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequence[Any]) -> Dict[str, np.ndarray]:
+def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequence[Any]) -> dict[str, np.ndarray]:
     """The reward parts as NumPy arrays: ``total``, ``mccs``, ``format``, ``malformed``."""
     n = len(queries)
     if prompts is not None and len(prompts) != n:
@@ -97,7 +98,7 @@ def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequen
         )
     if len(labels) != n:
         raise ValueError(f"mrgfast OpenRLHF reward: {n} queries but {len(labels)} labels (--label_key field)")
-    refs: List[str] = []
+    refs: list[str] = []
     for i, label in enumerate(labels):
         if not isinstance(label, str):
             raise TypeError(
@@ -110,7 +111,7 @@ def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequen
     _check_params(margin, uncertain)
     w_m = _env_float("MRGFAST_MCCS_WEIGHT", MCCS_WEIGHT)
     w_f = _env_float("MRGFAST_FORMAT_WEIGHT", FORMAT_WEIGHT)
-    texts: List[Optional[str]] = []
+    texts: list[str | None] = []
     for i, q in enumerate(queries):
         t = completion_text(q)
         texts.append(None if t is None else response_of(t, prompts[i] if prompts is not None else None))
@@ -119,13 +120,14 @@ def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequen
         logger.warning("mrgfast OpenRLHF reward: %d of %d queries are malformed; they score 0.0", len(bad), n)
     parsed = [None if t is None else parse_completion(t) for t in texts]
     f = np.array([0.0 if p is None else p[1] for p in parsed], dtype=np.float64)
-    m = mccs_of_reports([None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain,
-                        threads=_env_threads())
+    m = mccs_of_reports(
+        [None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain, threads=_env_threads()
+    )
     malformed = np.array([t is None for t in texts], dtype=np.float64)
     return {"total": w_m * m + w_f * f, "mccs": m, "format": f, "malformed": malformed}
 
 
-def reward_func(queries, prompts, labels, **kwargs: Any) -> Dict[str, Any]:
+def reward_func(queries, prompts, labels, **kwargs: Any) -> dict[str, Any]:
     """OpenRLHF's custom reward function: ``{"rewards", "scores", "extra_logs"}`` as tensors."""
     import torch
 

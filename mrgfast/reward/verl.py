@@ -22,7 +22,8 @@ This file is loaded by path (outside the package), so it imports only absolute n
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from mrgfast.reward.format import parse_completion
 
 logger = logging.getLogger("mrgfast.reward.verl")
 
-Score = Union[float, Dict[str, float]]
+Score = float | dict[str, float]
 
 
 def _reference(value: Any, where: str) -> str:
@@ -58,10 +59,10 @@ def _score_all(
     uncertain: float,
     mccs_weight: float,
     format_weight: float,
-    threads: Optional[int],
+    threads: int | None,
     details: bool,
     what: str,
-) -> List[Score]:
+) -> list[Score]:
     _check_params(margin, uncertain)
     n = len(solution_strs)
     if len(ground_truths) != n:
@@ -73,8 +74,9 @@ def _score_all(
         logger.warning("mrgfast verl reward: %d of %d responses are malformed; they score 0.0", len(bad), n)
     parsed = [None if t is None else parse_completion(t) for t in texts]
     f = np.array([0.0 if p is None else p[1] for p in parsed], dtype=np.float64)
-    m = mccs_of_reports([None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain,
-                        threads=threads)
+    m = mccs_of_reports(
+        [None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain, threads=threads
+    )
     total = float(mccs_weight) * m + float(format_weight) * f
     if not details:
         return total.tolist()
@@ -88,13 +90,13 @@ def compute_score(
     data_source: Any = None,
     solution_str: Any = None,
     ground_truth: Any = None,
-    extra_info: Optional[dict] = None,
+    extra_info: dict | None = None,
     *,
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     mccs_weight: float = MCCS_WEIGHT,
     format_weight: float = FORMAT_WEIGHT,
-    threads: Optional[int] = 1,
+    threads: int | None = 1,
     details: bool = False,
     **kwargs: Any,
 ) -> Score:
@@ -104,8 +106,15 @@ def compute_score(
     spreading one report over threads only adds overhead.
     """
     return _score_all(
-        [solution_str], [ground_truth], margin=margin, uncertain=uncertain, mccs_weight=mccs_weight,
-        format_weight=format_weight, threads=threads, details=details, what="ground_truth",
+        [solution_str],
+        [ground_truth],
+        margin=margin,
+        uncertain=uncertain,
+        mccs_weight=mccs_weight,
+        format_weight=format_weight,
+        threads=threads,
+        details=details,
+        what="ground_truth",
     )[0]
 
 
@@ -113,16 +122,16 @@ def compute_score_batch(
     data_sources: Sequence[Any] = (),
     solution_strs: Sequence[Any] = (),
     ground_truths: Sequence[Any] = (),
-    extra_infos: Optional[Sequence[Any]] = None,
+    extra_infos: Sequence[Any] | None = None,
     *,
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     mccs_weight: float = MCCS_WEIGHT,
     format_weight: float = FORMAT_WEIGHT,
-    threads: Optional[int] = None,
+    threads: int | None = None,
     details: bool = False,
     **kwargs: Any,
-) -> List[Score]:
+) -> list[Score]:
     """verl's batched reward (``reward_model.reward_manager=batch``): one score per response.
 
     The references shared by a group of responses are labelled once; the whole batch is labelled
@@ -135,8 +144,15 @@ def compute_score_batch(
             f"mrgfast verl reward: {len(data_sources)} data_sources but {len(solution_strs)} solution_strs"
         )
     return _score_all(
-        solution_strs, ground_truths, margin=margin, uncertain=uncertain, mccs_weight=mccs_weight,
-        format_weight=format_weight, threads=threads, details=details, what="ground_truths",
+        solution_strs,
+        ground_truths,
+        margin=margin,
+        uncertain=uncertain,
+        mccs_weight=mccs_weight,
+        format_weight=format_weight,
+        threads=threads,
+        details=details,
+        what="ground_truths",
     )
 
 

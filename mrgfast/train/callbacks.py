@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -48,15 +49,17 @@ class InterruptCallback(TrainerCallback):
             raise KeyboardInterrupt
         self.requested = True
         self.signal_name = signal.Signals(signum).name
-        print(f"\n[mrgfast] {self.signal_name}: saving a checkpoint at the end of this step, then stopping "
-              "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+        print(
+            f"\n[mrgfast] {self.signal_name}: saving a checkpoint at the end of this step, then stopping "
+            "(Ctrl-C again to abort without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_train_begin(self, args, state, control, **kwargs):
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread
                 self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread
-                pass
 
     def on_train_end(self, args, state, control, **kwargs):
         for sig, old in self._old.items():

@@ -36,17 +36,27 @@ class ConfigError(ValueError):
 @dataclass
 class MrgConfig:
     # ---- run
-    preset: str | None = field(default=None, metadata={"help": "Preset name (tiny, mrg-r1-iu-xray, mrg-r1-mimic-cxr) or YAML path."})
-    output_dir: str = field(default="runs/mrgfast", metadata={"help": "Run folder; stages write <output_dir>/<stage>/."})
+    preset: str | None = field(
+        default=None, metadata={"help": "Preset name (tiny, mrg-r1-iu-xray, mrg-r1-mimic-cxr) or YAML path."}
+    )
+    output_dir: str = field(
+        default="runs/mrgfast", metadata={"help": "Run folder; stages write <output_dir>/<stage>/."}
+    )
     stages: list[str] = field(default_factory=lambda: ["sft", "grpo"], metadata={"help": "Stages to run, in order."})
     seed: int = field(default=42, metadata={"help": "Seed of data order, init, sampling (copied into each stage)."})
     # ---- model
     model_name_or_path: str | None = field(default=None, metadata={"help": "Local model folder (no downloads)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow the model folder's own code to run."})
     attn_implementation: str = field(default="auto", metadata={"help": "auto | flash_attention_2 | sdpa | eager."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float16 | float32."})
-    min_pixels: int | None = field(default=None, metadata={"help": "Processor min pixels per image (None: processor's)."})
-    max_pixels: int | None = field(default=None, metadata={"help": "Processor max pixels per image (None: processor's)."})
+    dtype: str = field(
+        default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float16 | float32."}
+    )
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "Processor min pixels per image (None: processor's)."}
+    )
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Processor max pixels per image (None: processor's)."}
+    )
     # ---- LoRA (per stage on/off)
     sft_use_lora: bool = field(default=True, metadata={"help": "Train LoRA adapters in SFT (else full fine-tuning)."})
     grpo_use_lora: bool = field(default=True, metadata={"help": "Train LoRA adapters in GRPO (else full fine-tuning)."})
@@ -55,26 +65,39 @@ class MrgConfig:
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        metadata={"help": "Module names to adapt (the language model's linear layers by default)."})
+        metadata={"help": "Module names to adapt (the language model's linear layers by default)."},
+    )
     lora_vision: bool = field(default=False, metadata={"help": "Also adapt the vision tower's matching layers."})
     # ---- data
     dataset_kind: str = field(default="iu_xray", metadata={"help": "iu_xray | mimic_cxr | synthetic."})
     annotation: str | None = field(default=None, metadata={"help": "R2Gen annotation.json."})
     image_root: str | None = field(default=None, metadata={"help": "Image root (default: <annotation dir>/images)."})
     max_images: int | None = field(default=None, metadata={"help": "Views per study (default: IU 2, MIMIC 1)."})
-    skip_missing_images: bool = field(default=False, metadata={"help": "Drop studies with missing/unreadable images (ids written to <output_dir>/skipped_ids.txt) instead of failing."})
+    skip_missing_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop studies with missing/unreadable images (ids written to <output_dir>/skipped_ids.txt) instead of failing."
+        },
+    )
     image_check: str = field(default="open", metadata={"help": "open (parse headers) | exists | none."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Held-out split evaluated after each stage."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training studies."})
-    instruction: str | None = field(default=None, metadata={"help": "Prompt instruction (default: the MRG-R1 style one)."})
+    instruction: str | None = field(
+        default=None, metadata={"help": "Prompt instruction (default: the MRG-R1 style one)."}
+    )
     # ---- reward
     mccs_weight: float = field(default=0.75, metadata={"help": "Weight of the MCCS reward (paper: 0.75)."})
     format_weight: float = field(default=0.25, metadata={"help": "Weight of the format reward (paper: 0.25)."})
     mccs_margin: float = field(default=0.5, metadata={"help": "MCCS margin m."})
     mccs_uncertain: float = field(default=1.0, metadata={"help": "Signed value of an uncertain finding."})
     reward_threads: int | None = field(default=None, metadata={"help": "Labeler threads (None: all cores)."})
-    use_fused_loss: bool = field(default=True, metadata={"help": "GRPO loss through mrgfast.kernels.grpo_loss (falls back to TRL's when unavailable or unsupported)."})
+    use_fused_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "GRPO loss through mrgfast.kernels.grpo_loss (falls back to TRL's when unavailable or unsupported)."
+        },
+    )
     # ---- evaluation
     evaluate: bool = field(default=True, metadata={"help": "Evaluate CE-F1 / MCCS on eval_split after each stage."})
     eval_samples: int | None = field(default=None, metadata={"help": "First N studies of eval_split (None: all)."})
@@ -84,13 +107,17 @@ class MrgConfig:
     tensorboard: bool = field(default=False, metadata={"help": "Also log to TensorBoard (<output_dir>/<stage>/runs)."})
     plot: bool = field(default=True, metadata={"help": "Save <output_dir>/grpo_curves.png."})
     # ---- self-built assets (tiny preset)
-    synth_if_missing: bool = field(default=False, metadata={"help": "Generate the synthetic dataset at 'annotation' if absent."})
+    synth_if_missing: bool = field(
+        default=False, metadata={"help": "Generate the synthetic dataset at 'annotation' if absent."}
+    )
     synth_train: int = 600
     synth_val: int = 50
     synth_test: int = 150
     synth_image_size: int = 112
     synth_views: int = 2
-    tiny_if_missing: bool = field(default=False, metadata={"help": "Build the tiny model at model_name_or_path if absent."})
+    tiny_if_missing: bool = field(
+        default=False, metadata={"help": "Build the tiny model at model_name_or_path if absent."}
+    )
     tiny_hidden_size: int = 128
     tiny_layers: int = 2
 
@@ -256,8 +283,10 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
             continue
         targets = [s for s in STAGES if name in stage_fields[s]]
         if not targets:
-            raise ConfigError(f"unknown setting {key!r}: not an mrgfast field nor a field of SFTConfig/GRPOConfig "
-                              "(run `mrgfast train --help`)")
+            raise ConfigError(
+                f"unknown setting {key!r}: not an mrgfast field nor a field of SFTConfig/GRPOConfig "
+                "(run `mrgfast train --help`)"
+            )
         for s in targets:
             stage_kw[s].setdefault(name, value)  # a stage's own section wins over a shared value
         if overrides and key in overrides:  # a shared flag beats the YAML stage sections
@@ -271,7 +300,9 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
     if mrg.dataset_kind not in ("iu_xray", "mimic_cxr", "synthetic"):
         raise ConfigError(f"dataset_kind must be iu_xray, mimic_cxr or synthetic, got {mrg.dataset_kind!r}")
     if mrg.attn_implementation not in ("auto", "flash_attention_2", "sdpa", "eager"):
-        raise ConfigError(f"attn_implementation must be auto, flash_attention_2, sdpa or eager, got {mrg.attn_implementation!r}")
+        raise ConfigError(
+            f"attn_implementation must be auto, flash_attention_2, sdpa or eager, got {mrg.attn_implementation!r}"
+        )
     if mrg.mccs_weight < 0 or mrg.format_weight < 0 or mrg.mccs_weight + mrg.format_weight == 0:
         raise ConfigError("reward weights must be non-negative and not both zero")
     if not 0 <= mrg.mccs_margin < 1:
@@ -312,23 +343,49 @@ def _cuda_bf16() -> bool:
 def describe(cfg: RunConfig) -> str:
     """A readable summary (for --dry-run and the log)."""
     m = cfg.mrg
-    lines = [f"preset: {m.preset}", f"output_dir: {m.output_dir}", f"stages: {', '.join(m.stages)}",
-             f"model: {m.model_name_or_path} (attn={m.attn_implementation}, dtype={m.dtype}, "
-             f"trust_remote_code={m.trust_remote_code})",
-             f"data: {m.dataset_kind} annotation={m.annotation} image_root={m.image_root or '<annotation dir>/images'} "
-             f"train={m.train_split} eval={m.eval_split}",
-             f"LoRA: r={m.lora_r} alpha={m.lora_alpha} dropout={m.lora_dropout} targets={m.lora_target_modules} "
-             f"vision={m.lora_vision} (sft={'lora' if m.sft_use_lora else 'full'}, grpo={'lora' if m.grpo_use_lora else 'full'})",
-             f"reward: {m.mccs_weight}*MCCS(margin={m.mccs_margin}, uncertain={m.mccs_uncertain}) + "
-             f"{m.format_weight}*format; fused loss: {m.use_fused_loss}"]
-    keys = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-            "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "bf16", "gradient_checkpointing",
-            "save_steps", "logging_steps"]
+    lines = [
+        f"preset: {m.preset}",
+        f"output_dir: {m.output_dir}",
+        f"stages: {', '.join(m.stages)}",
+        f"model: {m.model_name_or_path} (attn={m.attn_implementation}, dtype={m.dtype}, "
+        f"trust_remote_code={m.trust_remote_code})",
+        f"data: {m.dataset_kind} annotation={m.annotation} image_root={m.image_root or '<annotation dir>/images'} "
+        f"train={m.train_split} eval={m.eval_split}",
+        f"LoRA: r={m.lora_r} alpha={m.lora_alpha} dropout={m.lora_dropout} targets={m.lora_target_modules} "
+        f"vision={m.lora_vision} (sft={'lora' if m.sft_use_lora else 'full'}, grpo={'lora' if m.grpo_use_lora else 'full'})",
+        f"reward: {m.mccs_weight}*MCCS(margin={m.mccs_margin}, uncertain={m.mccs_uncertain}) + "
+        f"{m.format_weight}*format; fused loss: {m.use_fused_loss}",
+    ]
+    keys = [
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "bf16",
+        "gradient_checkpointing",
+        "save_steps",
+        "logging_steps",
+    ]
     for s in ("sft", "grpo"):
         if s not in m.stages:
             continue
         c = getattr(cfg, s)
-        extra = ["max_length"] if s == "sft" else ["num_generations", "max_completion_length", "temperature", "beta",
-                                                  "loss_type", "epsilon", "reward_weights", "scale_rewards"]
+        extra = (
+            ["max_length"]
+            if s == "sft"
+            else [
+                "num_generations",
+                "max_completion_length",
+                "temperature",
+                "beta",
+                "loss_type",
+                "epsilon",
+                "reward_weights",
+                "scale_rewards",
+            ]
+        )
         lines.append(f"{s}: " + ", ".join(f"{k}={getattr(c, k, None)}" for k in keys + extra))
     return "\n".join(lines)

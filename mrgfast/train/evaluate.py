@@ -10,8 +10,16 @@ from pathlib import Path
 log = logging.getLogger("mrgfast.eval")
 
 
-def generate_reports(model, processor, studies, *, instruction: str, batch_size: int = 32,
-                     max_new_tokens: int = 128, progress: bool = True) -> list[str]:
+def generate_reports(
+    model,
+    processor,
+    studies,
+    *,
+    instruction: str,
+    batch_size: int = 32,
+    max_new_tokens: int = 128,
+    progress: bool = True,
+) -> list[str]:
     """Greedy completions for every study, in batches (the generation code of ``mrgfast eval``)."""
     from tqdm.auto import tqdm
 
@@ -21,7 +29,7 @@ def generate_reports(model, processor, studies, *, instruction: str, batch_size:
     model.eval()
     outs: list[str] = []
     for start in tqdm(range(0, len(studies), batch_size), desc="eval", disable=not progress, leave=False):
-        outs += generate_batch(model, processor, studies[start:start + batch_size], instruction, settings)
+        outs += generate_batch(model, processor, studies[start : start + batch_size], instruction, settings)
     return outs
 
 
@@ -33,18 +41,32 @@ def score(completions: list[str], references: list[str], *, margin: float = 0.5,
     micro, macro = r["ce"]["all"]["micro"], r["ce"]["all"]["macro"]
     return {
         "n": r["n"],
-        "ce_f1_micro": micro["f1"], "ce_precision_micro": micro["precision"],
-        "ce_recall_micro": micro["recall"], "ce_f1_macro": macro["f1"],
+        "ce_f1_micro": micro["f1"],
+        "ce_precision_micro": micro["precision"],
+        "ce_recall_micro": micro["recall"],
+        "ce_f1_macro": macro["f1"],
         "mccs_mean": r["mccs"]["mean"],
         "format_rate": r["format"]["rate"],
     }
 
 
-def evaluate(model, processor, studies, *, instruction: str, out_dir: str | Path, tag: str, batch_size: int = 32,
-             max_new_tokens: int = 128, margin: float = 0.5, uncertain: float = 1.0) -> dict:
+def evaluate(
+    model,
+    processor,
+    studies,
+    *,
+    instruction: str,
+    out_dir: str | Path,
+    tag: str,
+    batch_size: int = 32,
+    max_new_tokens: int = 128,
+    margin: float = 0.5,
+    uncertain: float = 1.0,
+) -> dict:
     t0 = time.time()
-    completions = generate_reports(model, processor, studies, instruction=instruction, batch_size=batch_size,
-                                   max_new_tokens=max_new_tokens)
+    completions = generate_reports(
+        model, processor, studies, instruction=instruction, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
     res = score(completions, [s.report for s in studies], margin=margin, uncertain=uncertain)
     res["tag"] = tag
     res["seconds"] = round(time.time() - t0, 1)
@@ -54,6 +76,13 @@ def evaluate(model, processor, studies, *, instruction: str, out_dir: str | Path
         for s, c in zip(studies, completions):
             fh.write(json.dumps({"id": s.id, "completion": c, "reference": s.report}) + "\n")
     (out_dir / f"eval_{tag}.json").write_text(json.dumps(res, indent=1))
-    log.info("eval %s: CE-F1(micro)=%.4f MCCS=%.4f format=%.3f (n=%d, %.0fs)", tag, res["ce_f1_micro"],
-             res["mccs_mean"], res["format_rate"], res["n"], res["seconds"])
+    log.info(
+        "eval %s: CE-F1(micro)=%.4f MCCS=%.4f format=%.3f (n=%d, %.0fs)",
+        tag,
+        res["ce_f1_micro"],
+        res["mccs_mean"],
+        res["format_rate"],
+        res["n"],
+        res["seconds"],
+    )
     return res

@@ -51,8 +51,15 @@ def plot_grpo(metrics_path, out_png) -> Path | None:
         if xs:
             ax.plot(xs, ys, marker=".", lw=1.2)
         else:
-            ax.text(0.5, 0.5, "not logged (beta = 0)" if keys == ["kl"] else "not logged",
-                    ha="center", va="center", transform=ax.transAxes, color="grey")
+            ax.text(
+                0.5,
+                0.5,
+                "not logged (beta = 0)" if keys == ["kl"] else "not logged",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("optimizer step")

@@ -86,14 +86,26 @@ def prepare_assets(cfg: RunConfig) -> None:
         from mrgfast.data.synth import generate
 
         log.info("generating the synthetic dataset at %s", Path(m.annotation).parent)
-        generate(Path(m.annotation).parent, n_train=m.synth_train, n_val=m.synth_val, n_test=m.synth_test,
-                 image_size=m.synth_image_size, views=m.synth_views, seed=m.seed)
+        generate(
+            Path(m.annotation).parent,
+            n_train=m.synth_train,
+            n_val=m.synth_val,
+            n_test=m.synth_test,
+            image_size=m.synth_image_size,
+            views=m.synth_views,
+            seed=m.seed,
+        )
     if m.tiny_if_missing and m.model_name_or_path and not (Path(m.model_name_or_path) / "config.json").is_file():
         from mrgfast.models.tiny import build_tiny
 
         log.info("building the tiny Qwen2.5-VL at %s", m.model_name_or_path)
-        build_tiny(m.model_name_or_path, hidden_size=m.tiny_hidden_size, num_layers=m.tiny_layers,
-                   image_size=m.synth_image_size, seed=m.seed)
+        build_tiny(
+            m.model_name_or_path,
+            hidden_size=m.tiny_hidden_size,
+            num_layers=m.tiny_layers,
+            image_size=m.synth_image_size,
+            seed=m.seed,
+        )
 
 
 def _main_process_first(fn) -> None:
@@ -153,16 +165,24 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
     set_seed(m.seed)
     instruction = m.instruction or DEFAULT_INSTRUCTION
     splits = tuple(dict.fromkeys([m.train_split] + ([m.eval_split] if m.evaluate else [])))
-    data = read_annotation(m.annotation, m.image_root, splits=splits, kind=m.dataset_kind, max_images=m.max_images,
-                           skip_missing=m.skip_missing_images, skipped_file=out / "skipped_ids.txt",
-                           check=m.image_check, max_samples=None)
+    data = read_annotation(
+        m.annotation,
+        m.image_root,
+        splits=splits,
+        kind=m.dataset_kind,
+        max_images=m.max_images,
+        skip_missing=m.skip_missing_images,
+        skipped_file=out / "skipped_ids.txt",
+        check=m.image_check,
+        max_samples=None,
+    )
     train_studies = data[m.train_split]
     if m.max_train_samples:
         log.info("train: using the first %d of %d studies (max_train_samples)", m.max_train_samples, len(train_studies))
-        train_studies = train_studies[:m.max_train_samples]
+        train_studies = train_studies[: m.max_train_samples]
     eval_studies = data.get(m.eval_split, [])
     if m.eval_samples:
-        eval_studies = eval_studies[:m.eval_samples]
+        eval_studies = eval_studies[: m.eval_samples]
 
     model_path = m.model_name_or_path
     interrupted = False
@@ -174,7 +194,7 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
                 model_path = str(stage_dir / "final")
             continue
         ckpt = _resume_checkpoint(stage_dir, resume)
-        if resume and resume != "latest" and ckpt is None and not Path(resume).resolve().parent == stage_dir.resolve():
+        if resume and resume != "latest" and ckpt is None and Path(resume).resolve().parent != stage_dir.resolve():
             log.info("%s: --resume %s belongs to another stage; starting %s fresh", stage, resume, stage)
         set_seed(m.seed)
         if stage == "sft":
@@ -184,17 +204,27 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
         else:
             model, processor, interrupted = run_grpo(cfg, model_path, train_studies, instruction, ckpt)
         if interrupted:
-            log.warning("%s interrupted; checkpoint saved under %s. Continue with: mrgfast train ... --resume",
-                        stage, stage_dir)
+            log.warning(
+                "%s interrupted; checkpoint saved under %s. Continue with: mrgfast train ... --resume", stage, stage_dir
+            )
             return 130
         state["completed"].append(stage)
         _save_state(out, state)
         if m.evaluate and eval_studies and _is_main():
             from mrgfast.train.evaluate import evaluate
 
-            res = evaluate(model, processor, eval_studies, instruction=instruction, out_dir=out / "eval", tag=stage,
-                           batch_size=m.eval_batch_size, max_new_tokens=m.eval_max_new_tokens,
-                           margin=m.mccs_margin, uncertain=m.mccs_uncertain)
+            res = evaluate(
+                model,
+                processor,
+                eval_studies,
+                instruction=instruction,
+                out_dir=out / "eval",
+                tag=stage,
+                batch_size=m.eval_batch_size,
+                max_new_tokens=m.eval_max_new_tokens,
+                margin=m.mccs_margin,
+                uncertain=m.mccs_uncertain,
+            )
             state["evals"][stage] = res
             _save_state(out, state)
         del model
@@ -218,8 +248,10 @@ def _print_summary(state: dict, out: Path, seconds: float) -> None:
         for tag in ("base", "sft", "grpo"):
             r = evals.get(tag)
             if r:
-                print(f"{tag:<8}{r['n']:>6}{r['ce_f1_micro']:>13.4f}{r['ce_f1_macro']:>13.4f}{r['mccs_mean']:>11.4f}"
-                      f"{r['format_rate']:>8.3f}")
+                print(
+                    f"{tag:<8}{r['n']:>6}{r['ce_f1_micro']:>13.4f}{r['ce_f1_macro']:>13.4f}{r['mccs_mean']:>11.4f}"
+                    f"{r['format_rate']:>8.3f}"
+                )
     print(f"run folder: {out}  ({seconds:.0f}s this invocation)")
 
 
@@ -248,10 +280,12 @@ def _load(cfg: RunConfig, model_path: str):
     from mrgfast.models.loading import load_model, load_processor
 
     m = cfg.mrg
-    processor = load_processor(model_path, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
-                               max_pixels=m.max_pixels)
-    model = load_model(model_path, attn_implementation=m.attn_implementation, dtype=m.dtype,
-                       trust_remote_code=m.trust_remote_code)
+    processor = load_processor(
+        model_path, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels, max_pixels=m.max_pixels
+    )
+    model = load_model(
+        model_path, attn_implementation=m.attn_implementation, dtype=m.dtype, trust_remote_code=m.trust_remote_code
+    )
     return model, processor
 
 
@@ -263,8 +297,14 @@ def run_sft(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: st
     model, processor = _load(cfg, model_path)
     ds = to_dataset(studies, instruction=instruction, with_completion=True).remove_columns(["id", "report"])
     cbs = _callbacks(cfg, "sft")
-    trainer = MrgSFTTrainer(model=model, args=cfg.sft, train_dataset=ds, processing_class=processor,
-                            peft_config=_peft(cfg, model) if m.sft_use_lora else None, callbacks=cbs)
+    trainer = MrgSFTTrainer(
+        model=model,
+        args=cfg.sft,
+        train_dataset=ds,
+        processing_class=processor,
+        peft_config=_peft(cfg, model) if m.sft_use_lora else None,
+        callbacks=cbs,
+    )
     _log_trainable(trainer.model, "sft")
     if ckpt:
         log.info("sft: resuming from %s", ckpt)
@@ -284,8 +324,12 @@ def build_rewards(cfg: RunConfig):
     from mrgfast.reward import FormatReward, MCCSReward
 
     m = cfg.mrg
-    return [MCCSReward(reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain,
-                       threads=m.reward_threads), FormatReward()]
+    return [
+        MCCSReward(
+            reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain, threads=m.reward_threads
+        ),
+        FormatReward(),
+    ]
 
 
 def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: str | None):
@@ -297,11 +341,17 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
     ds = to_dataset(studies, instruction=instruction, with_completion=False)
     cbs = _callbacks(cfg, "grpo")
     Path(cfg.grpo.output_dir).mkdir(parents=True, exist_ok=True)
-    trainer = MrgGRPOTrainer(model=model, reward_funcs=build_rewards(cfg), args=cfg.grpo, train_dataset=ds,
-                             processing_class=processor,
-                             peft_config=_peft(cfg, model) if m.grpo_use_lora else None, callbacks=cbs,
-                             use_fused_loss=m.use_fused_loss,
-                             data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"))
+    trainer = MrgGRPOTrainer(
+        model=model,
+        reward_funcs=build_rewards(cfg),
+        args=cfg.grpo,
+        train_dataset=ds,
+        processing_class=processor,
+        peft_config=_peft(cfg, model) if m.grpo_use_lora else None,
+        callbacks=cbs,
+        use_fused_loss=m.use_fused_loss,
+        data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"),
+    )
     _log_trainable(trainer.model, "grpo")
     if ckpt:
         log.info("grpo: resuming from %s", ckpt)

@@ -45,8 +45,13 @@ class _SafetyMixin:
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at optimizer step {self.state.global_step + 1} "
                 f"(micro-batch before the update; no update was applied). "
-                + (f"Last good checkpoint: {last} (resume with --resume after lowering the learning rate "
-                   "or checking the data)." if last else "No checkpoint was saved yet."))
+                + (
+                    f"Last good checkpoint: {last} (resume with --resume after lowering the learning rate "
+                    "or checking the data)."
+                    if last
+                    else "No checkpoint was saved yet."
+                )
+            )
         return loss
 
 
@@ -73,8 +78,12 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
         if self.use_fused_loss and self.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo"):
             log.warning("fused loss supports grpo/bnpo/dr_grpo/dapo, not %s: using TRL's loss", self.loss_type)
             self.use_fused_loss = False
-        if self.use_fused_loss and (self.top_entropy_quantile < 1.0 or self.off_policy_mask_threshold is not None
-                                    or self._entropy_bonus_enabled or self.use_vllm):
+        if self.use_fused_loss and (
+            self.top_entropy_quantile < 1.0
+            or self.off_policy_mask_threshold is not None
+            or self._entropy_bonus_enabled
+            or self.use_vllm
+        ):
             log.warning("fused loss does not cover entropy masks/bonus, off-policy masks or vLLM IS: using TRL's loss")
             self.use_fused_loss = False
         log.info("GRPO loss: %s", "mrgfast.kernels.grpo_loss (fused)" if self.use_fused_loss else "TRL")
@@ -101,8 +110,14 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
         kw = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
-        for key in ("pixel_values", "image_grid_thw", "pixel_attention_mask", "image_sizes", "token_type_ids",
-                    "mm_token_type_ids"):
+        for key in (
+            "pixel_values",
+            "image_grid_thw",
+            "pixel_attention_mask",
+            "image_sizes",
+            "token_type_ids",
+            "mm_token_type_ids",
+        ):
             if inputs.get(key) is not None:
                 kw[key] = inputs[key]
         unwrapped = self.accelerator.unwrap_model(model)
@@ -122,7 +137,7 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
         finally:
             handle.remove()
         T = completion_ids.size(1)
-        hidden = captured["hidden"][:, -T - 1:-1, :]
+        hidden = captured["hidden"][:, -T - 1 : -1, :]
         lm_head = base.get_output_embeddings()
         return hidden, lm_head
 
@@ -131,7 +146,9 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
 
         hidden, lm_head = self._policy_hidden_states(model, inputs)
         completion_ids = inputs["completion_ids"]
-        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        mask = (
+            inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        )
         advantages = inputs["advantages"]
         mode = "train" if self.model.training else "eval"
         num_items = None
@@ -141,12 +158,22 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
             if mode == "train":
                 num_items = num_items / self.args.steps_per_generation * self.current_gradient_accumulation_steps
         out = grpo_loss(
-            hidden, lm_head.weight, completion_ids, mask, advantages,
-            bias=lm_head.bias, old_logps=inputs.get("old_per_token_logps"),
-            ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None, beta=self.beta,
-            epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, delta=self.args.delta,
-            temperature=self.temperature, loss_type=self.loss_type,
-            importance_sampling_level=self.importance_sampling_level, num_items_in_batch=num_items,
+            hidden,
+            lm_head.weight,
+            completion_ids,
+            mask,
+            advantages,
+            bias=lm_head.bias,
+            old_logps=inputs.get("old_per_token_logps"),
+            ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None,
+            beta=self.beta,
+            epsilon_low=self.epsilon_low,
+            epsilon_high=self.epsilon_high,
+            delta=self.args.delta,
+            temperature=self.temperature,
+            loss_type=self.loss_type,
+            importance_sampling_level=self.importance_sampling_level,
+            num_items_in_batch=num_items,
             max_completion_length=self.max_completion_length,
         )
         loss, metrics = _unpack_kernel_output(out)
@@ -157,8 +184,12 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
                 continue
             v = value.item() if torch.is_tensor(value) else float(value)
             if math.isfinite(v):
-                key = {"clip_ratio_low": "clip_ratio/low_mean", "clip_ratio_high": "clip_ratio/high_mean",
-                       "clip_ratio_region": "clip_ratio/region_mean", "mean_kl": "kl"}.get(name, name)
+                key = {
+                    "clip_ratio_low": "clip_ratio/low_mean",
+                    "clip_ratio_high": "clip_ratio/high_mean",
+                    "clip_ratio_region": "clip_ratio/region_mean",
+                    "mean_kl": "kl",
+                }.get(name, name)
                 if key == "kl" and self.beta == 0.0:
                     continue
                 self._metrics[mode][key].append(v)
@@ -173,9 +204,12 @@ def _unpack_kernel_output(out):
         loss = out[0]
         metrics = next((x for x in out[1:] if isinstance(x, dict)), {})
         return loss, metrics
-    loss = getattr(out, "loss")
+    loss = out.loss
     metrics = getattr(out, "metrics", None) or {}
     if not metrics:
-        metrics = {k: getattr(out, k) for k in ("mean_kl", "clip_ratio_low", "clip_ratio_high", "clip_ratio_region",
-                                                "entropy") if getattr(out, k, None) is not None}
+        metrics = {
+            k: getattr(out, k)
+            for k in ("mean_kl", "clip_ratio_low", "clip_ratio_high", "clip_ratio_region", "entropy")
+            if getattr(out, k, None) is not None
+        }
     return loss, dict(metrics)

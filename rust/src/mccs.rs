@@ -22,7 +22,10 @@ pub struct MccsParams {
 
 impl Default for MccsParams {
     fn default() -> Self {
-        MccsParams { margin: DEFAULT_MARGIN, uncertain: DEFAULT_UNCERTAIN }
+        MccsParams {
+            margin: DEFAULT_MARGIN,
+            uncertain: DEFAULT_UNCERTAIN,
+        }
     }
 }
 
@@ -33,7 +36,9 @@ impl MccsParams {
             return Err(format!("margin must be in [0, 1), got {margin}"));
         }
         if !(uncertain.is_finite() && (-1.0..=1.0).contains(&uncertain)) {
-            return Err(format!("uncertain must be a finite value in [-1, 1], got {uncertain}"));
+            return Err(format!(
+                "uncertain must be a finite value in [-1, 1], got {uncertain}"
+            ));
         }
         Ok(MccsParams { margin, uncertain })
     }

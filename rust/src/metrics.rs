@@ -23,7 +23,11 @@ pub fn prf(c: &Counts) -> Prf {
     let precision = ratio(c.tp, c.tp + c.fp);
     let recall = ratio(c.tp, c.tp + c.fn_);
     let f1 = ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn_);
-    Prf { precision, recall, f1 }
+    Prf {
+        precision,
+        recall,
+        f1,
+    }
 }
 
 /// Binarisation: positive only (R2Gen's convention), or uncertain counted as positive too.
@@ -59,7 +63,10 @@ pub fn ce_metrics(
         return Err("no observations selected".to_string());
     }
     if let Some(c) = columns.iter().find(|&&c| c >= crate::N_OBS) {
-        return Err(format!("observation index {c} out of range 0..{}", crate::N_OBS));
+        return Err(format!(
+            "observation index {c} out of range 0..{}",
+            crate::N_OBS
+        ));
     }
     let mut per = Vec::with_capacity(columns.len());
     let mut total = Counts::default();
@@ -67,7 +74,10 @@ pub fn ce_metrics(
     for &col in columns {
         let mut c = Counts::default();
         for (p, r) in pred.iter().zip(refs) {
-            match (is_positive(p[col], uncertain_positive), is_positive(r[col], uncertain_positive)) {
+            match (
+                is_positive(p[col], uncertain_positive),
+                is_positive(r[col], uncertain_positive),
+            ) {
                 (true, true) => c.tp += 1,
                 (true, false) => c.fp += 1,
                 (false, true) => c.fn_ += 1,
@@ -88,7 +98,11 @@ pub fn ce_metrics(
     Ok(CeReport {
         per_observation: per,
         micro: prf(&total),
-        macro_: Prf { precision: sp / k, recall: sr / k, f1: sf / k },
+        macro_: Prf {
+            precision: sp / k,
+            recall: sr / k,
+            f1: sf / k,
+        },
     })
 }
 
@@ -108,9 +122,33 @@ mod tests {
         b[9] = POSITIVE; // fn on pneumothorax
         a[9] = UNCERTAIN;
         let rep = ce_metrics(&[a], &[b], &[2, 9, 10], false).unwrap();
-        assert_eq!(rep.per_observation[0].1, Counts { tp: 1, fp: 0, fn_: 0, tn: 0 });
-        assert_eq!(rep.per_observation[1].1, Counts { tp: 0, fp: 0, fn_: 1, tn: 0 });
-        assert_eq!(rep.per_observation[2].1, Counts { tp: 0, fp: 1, fn_: 0, tn: 0 });
+        assert_eq!(
+            rep.per_observation[0].1,
+            Counts {
+                tp: 1,
+                fp: 0,
+                fn_: 0,
+                tn: 0
+            }
+        );
+        assert_eq!(
+            rep.per_observation[1].1,
+            Counts {
+                tp: 0,
+                fp: 0,
+                fn_: 1,
+                tn: 0
+            }
+        );
+        assert_eq!(
+            rep.per_observation[2].1,
+            Counts {
+                tp: 0,
+                fp: 1,
+                fn_: 0,
+                tn: 0
+            }
+        );
         assert!((rep.micro.precision - 0.5).abs() < 1e-12);
         assert!((rep.micro.recall - 0.5).abs() < 1e-12);
         assert!((rep.macro_.f1 - 1.0 / 3.0).abs() < 1e-12);

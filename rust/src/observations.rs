@@ -79,7 +79,13 @@ mod tests {
         let names: Vec<&str> = COMPETITION_FIVE.iter().map(|&i| OBSERVATIONS[i]).collect();
         assert_eq!(
             names,
-            ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
+            [
+                "Atelectasis",
+                "Cardiomegaly",
+                "Consolidation",
+                "Edema",
+                "Pleural Effusion"
+            ]
         );
         assert_eq!(index_of("Support Devices"), Some(SUPPORT_DEVICES));
     }

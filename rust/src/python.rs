@@ -77,7 +77,9 @@ fn labels_from_bytes(buf: &[u8], name: &str) -> PyResult<Vec<Labels>> {
 }
 
 fn labels_to_bytes(rows: &[Labels]) -> Vec<u8> {
-    rows.iter().flat_map(|r| r.iter().map(|&c| c as u8)).collect()
+    rows.iter()
+        .flat_map(|r| r.iter().map(|&c| c as u8))
+        .collect()
 }
 
 fn f64_bytes(xs: &[f64]) -> Vec<u8> {
@@ -91,7 +93,11 @@ fn run<T>(r: Result<T, String>) -> PyResult<T> {
 /// Label reports; returns n×14 int8 codes as bytes.
 #[pyfunction]
 #[pyo3(signature = (reports, threads=None))]
-fn label<'py>(py: Python<'py>, reports: &Bound<'py, PyAny>, threads: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+fn label<'py>(
+    py: Python<'py>,
+    reports: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let reports = texts(reports, "reports")?;
     let rows = py.detach(|| par_map(&reports, threads, |t| label_report(t)));
     Ok(PyBytes::new(py, &labels_to_bytes(&run(rows)?)))
@@ -120,7 +126,9 @@ fn mccs_pairs<'py>(
     }
     let pairs: Vec<(&String, &String)> = g.iter().zip(r.iter()).collect();
     let scores = py.detach(|| {
-        par_map(&pairs, threads, |(a, b)| mccs_labels(&label_report(a), &label_report(b), &p))
+        par_map(&pairs, threads, |(a, b)| {
+            mccs_labels(&label_report(a), &label_report(b), &p)
+        })
     });
     Ok(PyBytes::new(py, &f64_bytes(&run(scores)?)))
 }
@@ -140,7 +148,12 @@ fn mccs_group<'py>(
     let g = texts(generated, "generated")?;
     let reference: String = reference
         .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err(format!("reference must be str, got {}", type_name(reference))))?
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "reference must be str, got {}",
+                type_name(reference)
+            ))
+        })?
         .to_cow()?
         .into_owned();
     let scores = py.detach(|| {
@@ -170,11 +183,17 @@ fn mccs_from_labels<'py>(
             r.len()
         )));
     }
-    let scores: Vec<f64> = g.iter().zip(&r).map(|(a, b)| mccs_labels(a, b, &p)).collect();
+    let scores: Vec<f64> = g
+        .iter()
+        .zip(&r)
+        .map(|(a, b)| mccs_labels(a, b, &p))
+        .collect();
     Ok(PyBytes::new(py, &f64_bytes(&scores)))
 }
 
 type PerObservation = (usize, u64, u64, u64, u64, f64, f64, f64);
+/// (precision, recall, f1)
+type Prf = (f64, f64, f64);
 
 /// CE metrics from label rows: (per-observation rows, micro (p, r, f1), macro (p, r, f1)).
 #[pyfunction]
@@ -184,7 +203,7 @@ fn ce_metrics(
     references: &[u8],
     columns: Vec<usize>,
     uncertain_positive: bool,
-) -> PyResult<(Vec<PerObservation>, (f64, f64, f64), (f64, f64, f64))> {
+) -> PyResult<(Vec<PerObservation>, Prf, Prf)> {
     let p = labels_from_bytes(predicted, "predicted")?;
     let r = labels_from_bytes(references, "references")?;
     let rep = run(ce_metrics_core(&p, &r, &columns, uncertain_positive))?;

@@ -12,7 +12,7 @@ REPORTS = [
     "The heart size is normal. No pleural effusion or pneumothorax.",
     "Mild cardiomegaly.\nSmall right pleural effusion, possible atelectasis.",  # multi-line (quoted in CSV)
     "Endotracheal tube terminates 4 cm above the carina. Lungs are clear.",
-    "Émphysème? 肺 clear — no edema, \"quoted\", commas, and an emoji 🫁.",
+    'Émphysème? 肺 clear — no edema, "quoted", commas, and an emoji 🫁.',
 ]
 
 
@@ -48,8 +48,10 @@ def test_csv_in_chexpert_csv_out(tmp_path, cli):
 
 def test_jsonl_in_jsonl_out_keeps_ids_and_lines(tmp_path, cli):
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"id": i, "findings": t}, ensure_ascii=False) + "\n" for i, t in enumerate(REPORTS)),
-                   encoding="utf-8")
+    src.write_text(
+        "".join(json.dumps({"id": i, "findings": t}, ensure_ascii=False) + "\n" for i, t in enumerate(REPORTS)),
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     rc, _, err = cli("label", src, "-o", out, "--field", "findings")
     assert rc == 0, err
@@ -71,14 +73,16 @@ def test_text_in_stdout_and_chunking(tmp_path, cli):
     rows = list(csv.reader(io.StringIO(out)))
     assert len(rows) == 1 + len(lines)
     assert [r[1:] for r in rows[1:]] == expected_codes(lines)
-    rc2, out2, _ = cli("label", src, "--chunk-size", "100000")
+    _rc2, out2, _ = cli("label", src, "--chunk-size", "100000")
     assert out2 == out
 
 
 def test_bad_jsonl_row_stops_with_line_number_and_no_output(tmp_path, cli):
     src = tmp_path / "in.jsonl"
-    src.write_text('{"report": "No effusion."}\n\n{"report": "ok"}\n{not json}\n{"report": 7}\n["a list"]\n{"text": "x"}\n',
-                   encoding="utf-8")
+    src.write_text(
+        '{"report": "No effusion."}\n\n{"report": "ok"}\n{not json}\n{"report": 7}\n["a list"]\n{"text": "x"}\n',
+        encoding="utf-8",
+    )
     out = tmp_path / "out.csv"
     rc, _, err = cli("label", src, "-o", out)
     assert rc == 1
@@ -106,7 +110,7 @@ def test_bad_csv_rows_line_numbers_after_multiline_field(tmp_path, cli):
 
 def test_invalid_utf8_and_empty_lines_in_text(tmp_path, cli):
     src = tmp_path / "in.txt"
-    src.write_bytes("first report\n".encode() + b"bad \xff\xfe bytes\n" + b"\n" + "último — ok\n".encode())
+    src.write_bytes(b"first report\n" + b"bad \xff\xfe bytes\n" + b"\n" + "último — ok\n".encode())
     rc, _, err = cli("label", src)
     assert rc == 1 and f"{src}:2: invalid UTF-8" in err
     rc, out, err = cli("label", src, "--skip-bad")
@@ -139,8 +143,12 @@ def test_missing_column_names_it(tmp_path, cli):
 def test_stdin_and_forced_progress(tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("No effusion.\nCardiomegaly.\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "mrgfast", "label", "-", "--progress"], input=src.read_bytes(),
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mrgfast", "label", "-", "--progress"],
+        input=src.read_bytes(),
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(io.StringIO(proc.stdout.decode())))
     assert [r[0] for r in rows[1:]] == ["No effusion.", "Cardiomegaly."]
@@ -163,8 +171,10 @@ def test_help_on_every_command():
 def test_extract_report_option(tmp_path, cli):
     from mrgfast.reward import extract_report
 
-    texts = ["<think>heart wide, fluid</think><report>No pleural effusion. Heart size normal.</report>",
-             "<think>Cardiomegaly?</think> Lungs are clear."]
+    texts = [
+        "<think>heart wide, fluid</think><report>No pleural effusion. Heart size normal.</report>",
+        "<think>Cardiomegaly?</think> Lungs are clear.",
+    ]
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps({"completion": t}) + "\n" for t in texts), encoding="utf-8")
     rc, out, err = cli("label", src, "--field", "completion", "--extract-report")

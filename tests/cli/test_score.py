@@ -79,8 +79,22 @@ def test_score_by_order_text_files_and_options(tmp_path, cli):
     pred.write_text("\n".join(PREDS[k] for k in keys) + "\n", encoding="utf-8")
     ref.write_text("\n".join(REFS[k] for k in keys) + "\n", encoding="utf-8")
     out_json = tmp_path / "s.json"
-    rc, out, err = cli("score", "--pred", pred, "--ref", ref, "--json", out_json, "--no-plot", "--margin", "0.2",
-                       "--uncertain", "0", "--uncertain-positive", "--no-extract")
+    rc, _out, err = cli(
+        "score",
+        "--pred",
+        pred,
+        "--ref",
+        ref,
+        "--json",
+        out_json,
+        "--no-plot",
+        "--margin",
+        "0.2",
+        "--uncertain",
+        "0",
+        "--uncertain-positive",
+        "--no-extract",
+    )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
     assert res["inputs"]["paired_by"] == "order" and res["unpaired"] == {"pred_only": [], "ref_only": []}
@@ -93,7 +107,7 @@ def test_score_by_order_text_files_and_options(tmp_path, cli):
 
 
 def test_pairing_errors(tmp_path, files, cli):
-    pred, ref = files
+    pred, _ref = files
     txt = tmp_path / "r.txt"
     txt.write_text("one\ntwo\n", encoding="utf-8")
     rc, _, err = cli("score", "--pred", pred, "--ref", txt, "--json", tmp_path / "j.json", "--no-plot")
@@ -114,10 +128,13 @@ def test_pairing_errors(tmp_path, files, cli):
 
 
 def test_bad_rows_and_skip_bad(tmp_path, files, cli):
-    pred, ref = files
+    _pred, ref = files
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "a", "generated": "Cardiomegaly."}\n{"id": "b", "generated": null}\n{"id": "c"\n'
-                   '{"generated": "no id"}\n', encoding="utf-8")
+    bad.write_text(
+        '{"id": "a", "generated": "Cardiomegaly."}\n{"id": "b", "generated": null}\n{"id": "c"\n'
+        '{"generated": "no id"}\n',
+        encoding="utf-8",
+    )
     out_json = tmp_path / "s.json"
     rc, _, err = cli("score", "--pred", bad, "--ref", ref, "--json", out_json, "--no-plot")
     assert rc == 1 and f"{bad}:2: field 'generated' is NoneType, not a string" in err
@@ -127,7 +144,8 @@ def test_bad_rows_and_skip_bad(tmp_path, files, cli):
     res = json.loads(out_json.read_text())
     assert res["n"] == 1
     assert [(s["line"], s["reason"].split(" (")[0]) for s in res["skipped_rows"]] == [
-        (2, "field 'generated' is NoneType, not a string"), (3, "invalid JSON"),
+        (2, "field 'generated' is NoneType, not a string"),
+        (3, "invalid JSON"),
         (4, "id field 'id' is missing or not a string/number"),
     ]
     assert "skipped bad rows: 3 in --pred, 0 in --ref" in out
@@ -135,7 +153,7 @@ def test_bad_rows_and_skip_bad(tmp_path, files, cli):
 
 
 def test_empty_input_is_an_error(tmp_path, files, cli):
-    pred, ref = files
+    _pred, ref = files
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     rc, _, err = cli("score", "--pred", empty, "--ref", ref, "--json", tmp_path / "j.json", "--no-plot")
@@ -184,7 +202,9 @@ def test_score_10k_reports_under_5s(tmp_path):
     for i in range(10_000):
         f = sample_findings(rng)
         g = f if rng.random() < 0.6 else sample_findings(rng)
-        preds.append({"id": f"s{i}", "generated": f"<think>{write_think(g)}</think><report>{write_report(g, rng)}</report>"})
+        preds.append(
+            {"id": f"s{i}", "generated": f"<think>{write_think(g)}</think><report>{write_report(g, rng)}</report>"}
+        )
         refs.append((f"s{i}", write_report(f, rng)))
     rng.shuffle(preds)  # pairing by id, not by order
     pred, ref = tmp_path / "pred.jsonl", tmp_path / "ref.csv"
@@ -193,8 +213,22 @@ def test_score_10k_reports_under_5s(tmp_path):
     out_json = tmp_path / "s.json"
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "mrgfast", "score", "--pred", str(pred), "--ref", str(ref), "--json", str(out_json),
-         "--plot", str(tmp_path / "f1.png")], capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mrgfast",
+            "score",
+            "--pred",
+            str(pred),
+            "--ref",
+            str(ref),
+            "--json",
+            str(out_json),
+            "--plot",
+            str(tmp_path / "f1.png"),
+        ],
+        capture_output=True,
+        timeout=120,
     )
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr.decode()

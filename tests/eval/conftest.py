@@ -17,8 +17,16 @@ def tiny_assets(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("eval_assets")
     annotation = generate(root / "data", n_train=2, n_val=0, n_test=12, image_size=56, views=2, seed=0)
-    model = build_tiny(root / "model", hidden_size=32, num_layers=1, num_heads=4, vision_hidden=32, vision_depth=1,
-                       image_size=56, seed=0)
+    model = build_tiny(
+        root / "model",
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        vision_hidden=32,
+        vision_depth=1,
+        image_size=56,
+        seed=0,
+    )
     return {"model": str(model), "annotation": str(annotation)}
 
 

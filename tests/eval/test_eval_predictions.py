@@ -60,13 +60,16 @@ def test_complete_last_line_without_newline_is_kept(tmp_path):
     assert [r.id for r in load_existing(p).records] == ["s0", "s1", "s2"]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("{not json", ":2: invalid JSON"),
-    ('["a"]', ":2: expected a JSON object, got list"),
-    ('{"id": "x", "generated": "g", "report": "r"}', ":2: field 'reference' is missing"),
-    ('{"id": 3, "generated": "g", "report": "r", "reference": "f"}', ":2: field 'id' is int, not a string"),
-    ('{"id": "s0", "generated": "g", "report": "r", "reference": "f"}', ":2: duplicate id 's0' (first on line 1)"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("{not json", ":2: invalid JSON"),
+        ('["a"]', ":2: expected a JSON object, got list"),
+        ('{"id": "x", "generated": "g", "report": "r"}', ":2: field 'reference' is missing"),
+        ('{"id": 3, "generated": "g", "report": "r", "reference": "f"}', ":2: field 'id' is int, not a string"),
+        ('{"id": "s0", "generated": "g", "report": "r", "reference": "f"}', ":2: duplicate id 's0' (first on line 1)"),
+    ],
+)
 def test_bad_lines_inside_the_file_stop_with_file_and_line(tmp_path, bad, message):
     p = tmp_path / "predictions.jsonl"
     p.write_text(_rec(0).to_json() + "\n" + bad + "\n" + _rec(1).to_json() + "\n")

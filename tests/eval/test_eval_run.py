@@ -25,8 +25,16 @@ def _opts(assets, out, **kw):
     from mrgfast.eval.run import EvalOptions
 
     gen = GenerationSettings(max_new_tokens=kw.pop("max_new_tokens", 6))
-    return EvalOptions(model=assets["model"], data=assets["annotation"], dataset_kind="synthetic", out=str(out),
-                       generation=gen, meteor=False, progress=False, **kw)
+    return EvalOptions(
+        model=assets["model"],
+        data=assets["annotation"],
+        dataset_kind="synthetic",
+        out=str(out),
+        generation=gen,
+        meteor=False,
+        progress=False,
+        **kw,
+    )
 
 
 class Stop(Exception):
@@ -52,8 +60,11 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tiny_assets, t
     assert again["resumed"] == 4 and again["generated_now"] == 8 and again["n"] == 12
     assert sorted(_ids(pred)) == sorted(_ids(tmp_path / "full" / "predictions.jsonl"))
     assert len(set(_ids(pred))) == 12
+
     # greedy decoding: the resumed file holds the same texts as the uninterrupted one
-    by_id = lambda p: {json.loads(l)["id"]: json.loads(l) for l in Path(p).read_text().splitlines()}
+    def by_id(p):
+        return {json.loads(ln)["id"]: json.loads(ln) for ln in Path(p).read_text().splitlines()}
+
     assert by_id(pred) == by_id(tmp_path / "full" / "predictions.jsonl")
     assert again["ce"] == full["ce"] and again["mccs"] == full["mccs"]
 
@@ -65,18 +76,33 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tiny_assets, t
 def test_killed_process_resumes_and_ce_equals_mrgfast_score(tiny_assets, tmp_path, cli):
     out = tmp_path / "ev"
     pred = out / "predictions.jsonl"
-    argv = ["eval", "--model", tiny_assets["model"], "--data", tiny_assets["annotation"], *BASE,
-            "--batch-size", "1", "--max-new-tokens", "96", "--out", str(out)]
+    argv = [
+        "eval",
+        "--model",
+        tiny_assets["model"],
+        "--data",
+        tiny_assets["annotation"],
+        *BASE,
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "96",
+        "--out",
+        str(out),
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "mrgfast.cli.main", *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mrgfast.cli.main", *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline and proc.poll() is None:
             if pred.exists() and len(pred.read_text().splitlines()) >= 2:
                 break
             time.sleep(0.02)
-        assert proc.poll() is None, "eval finished (or failed) before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        assert proc.poll() is None, (
+            "eval finished (or failed) before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -92,14 +118,26 @@ def test_killed_process_resumes_and_ce_equals_mrgfast_score(tiny_assets, tmp_pat
     assert rc == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed"] == len(written) and metrics["generated_now"] == 12 - len(written)
-    assert _ids(pred)[:len(written)] == written and len(set(_ids(pred))) == 12
+    assert _ids(pred)[: len(written)] == written and len(set(_ids(pred))) == 12
     assert "format compliance" in stdout and "BLEU-4" in stdout and "micro (14)" in stdout
     for key in ("bleu1", "bleu4", "rouge_l", "cider"):
         assert isinstance(metrics["nlg"][key], float)
     assert set(metrics["format"]) == {"rate", "compliant"}
 
-    rc, _, err = cli("score", "--pred", pred, "--pred-field", "generated", "--ref", pred, "--ref-field", "reference",
-                     "--no-plot", "--json", tmp_path / "score.json")
+    rc, _, err = cli(
+        "score",
+        "--pred",
+        pred,
+        "--pred-field",
+        "generated",
+        "--ref",
+        pred,
+        "--ref-field",
+        "reference",
+        "--no-plot",
+        "--json",
+        tmp_path / "score.json",
+    )
     assert rc == 0, err
     score = json.loads((tmp_path / "score.json").read_text())
     assert score["ce"] == metrics["ce"]
@@ -111,12 +149,23 @@ def test_resume_with_other_settings_is_refused_with_the_differences(tiny_assets,
     from mrgfast.eval.run import run_eval
 
     run_eval(_opts(tiny_assets, tmp_path / "ev", batch_size=6, limit=6, nlg=False))
-    argv = ["eval", "--model", tiny_assets["model"], "--data", tiny_assets["annotation"], *BASE, "--no-nlg",
-            "--limit", "6", "--out", tmp_path / "ev"]
+    argv = [
+        "eval",
+        "--model",
+        tiny_assets["model"],
+        "--data",
+        tiny_assets["annotation"],
+        *BASE,
+        "--no-nlg",
+        "--limit",
+        "6",
+        "--out",
+        tmp_path / "ev",
+    ]
     rc, _, err = cli(*argv, "--max-new-tokens", "9")
     assert rc == 1
     assert "written with other settings" in err and "'max_new_tokens': 6" in err and "'max_new_tokens': 9" in err
-    rc, out, err = cli(*argv, "--max-new-tokens", "9", "--overwrite", "--batch-size", "6")
+    rc, _out, err = cli(*argv, "--max-new-tokens", "9", "--overwrite", "--batch-size", "6")
     assert rc == 0, err
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["generation"]["max_new_tokens"] == 9
 
@@ -166,6 +215,15 @@ def test_vllm_flag_without_vllm_or_gpu_says_why(tiny_assets, tmp_path, cli):
     why = vllm_available()
     if why is None:
         pytest.skip("vLLM and a GPU are present here")
-    rc, _, err = cli("eval", "--model", tiny_assets["model"], "--data", tiny_assets["annotation"], *BASE,
-                     "--vllm", "--out", tmp_path / "ev")
+    rc, _, err = cli(
+        "eval",
+        "--model",
+        tiny_assets["model"],
+        "--data",
+        tiny_assets["annotation"],
+        *BASE,
+        "--vllm",
+        "--out",
+        tmp_path / "ev",
+    )
     assert rc == 1 and "--vllm:" in err and why in err

@@ -11,16 +11,33 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import types  # noqa: E402
-from collections import defaultdict  # noqa: E402
+import types
+from collections import defaultdict
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
-def trl_grpo_loss(hidden, weight, bias, ids, mask, adv, old=None, ref=None, *, beta=0.0, epsilon_low=0.2,
-                  epsilon_high=0.2, delta=None, temperature=1.0, loss_type="dapo", level="token",
-                  num_items_in_batch=None, max_completion_length=None):
+def trl_grpo_loss(
+    hidden,
+    weight,
+    bias,
+    ids,
+    mask,
+    adv,
+    old=None,
+    ref=None,
+    *,
+    beta=0.0,
+    epsilon_low=0.2,
+    epsilon_high=0.2,
+    delta=None,
+    temperature=1.0,
+    loss_type="dapo",
+    level="token",
+    num_items_in_batch=None,
+    max_completion_length=None,
+):
     """Run ``trl.GRPOTrainer._compute_loss`` on a minimal trainer stub (single process, no accumulation).
 
     The per-token log-probs/entropies come from TRL's ``ChunkedLogProbFunction`` exactly as TRL's
@@ -37,28 +54,52 @@ def trl_grpo_loss(hidden, weight, bias, ids, mask, adv, old=None, ref=None, *, b
     def per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, **kw):
         assert logits_to_keep == T
         lp, ent = ChunkedLogProbFunction.apply(
-            hidden.reshape(-1, H), weight, bias, labels.clamp(min=0).reshape(-1), temperature, 32768, None, 1.0,
+            hidden.reshape(-1, H),
+            weight,
+            bias,
+            labels.clamp(min=0).reshape(-1),
+            temperature,
+            32768,
+            None,
+            1.0,
             ("log_probs", "entropy"),
         )[:2]
         return lp.view(B, T).masked_fill(~mbool, 0), ent.view(B, T).masked_fill(~mbool, 0), None
 
-    acc = types.SimpleNamespace(num_processes=1, sync_gradients=True, reduce=lambda t, reduction="sum": t,
-                                gather=lambda t: t, gather_for_metrics=lambda t: t)
+    acc = types.SimpleNamespace(
+        num_processes=1,
+        sync_gradients=True,
+        reduce=lambda t, reduction="sum": t,
+        gather=lambda t: t,
+        gather_for_metrics=lambda t: t,
+    )
     stub = types.SimpleNamespace(
         _get_per_token_logps_and_entropies=per_token_logps_and_entropies,
-        aux_loss_enabled=False, top_entropy_quantile=1.0, off_policy_mask_threshold=None,
-        importance_sampling_level=level, beta=beta, loss_type=loss_type, epsilon_low=epsilon_low,
-        epsilon_high=epsilon_high, use_vllm=False, vllm_importance_sampling_correction=False,
-        model=types.SimpleNamespace(training=True), current_gradient_accumulation_steps=1,
+        aux_loss_enabled=False,
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level=level,
+        beta=beta,
+        loss_type=loss_type,
+        epsilon_low=epsilon_low,
+        epsilon_high=epsilon_high,
+        use_vllm=False,
+        vllm_importance_sampling_correction=False,
+        model=types.SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1,
         max_completion_length=T if max_completion_length is None else max_completion_length,
-        accelerator=acc, _entropy_bonus_enabled=False, _metrics={"train": defaultdict(list),
-                                                                 "eval": defaultdict(list)},
+        accelerator=acc,
+        _entropy_bonus_enabled=False,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         args=types.SimpleNamespace(delta=delta, use_bias_correction_kl=False, steps_per_generation=1),
     )
     n_items = mbool.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch)
     inputs = {
-        "prompt_ids": torch.zeros(B, 0, dtype=torch.long), "prompt_mask": torch.zeros(B, 0, dtype=torch.long),
-        "completion_ids": ids, "completion_mask": mask.long(), "advantages": adv,
+        "prompt_ids": torch.zeros(B, 0, dtype=torch.long),
+        "prompt_mask": torch.zeros(B, 0, dtype=torch.long),
+        "completion_ids": ids,
+        "completion_mask": mask.long(),
+        "advantages": adv,
         "num_items_in_batch": n_items.float(),
     }
     if old is not None:
@@ -75,12 +116,13 @@ def trl_loss():
     return trl_grpo_loss
 
 
-def make_case(B, T, H, V, *, dtype=torch.float32, seed=0, empty_rows=(), lengths=None, bias=False,
-              old_offsets=False, beta=0.0):
+def make_case(
+    B, T, H, V, *, dtype=torch.float32, seed=0, empty_rows=(), lengths=None, bias=False, old_offsets=False, beta=0.0
+):
     """Random inputs; ``old`` sits safely away from the clip boundaries so tiny rounding cannot flip a clip."""
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(B, T, H, generator=g, dtype=torch.float64)
-    w = torch.randn(V, H, generator=g, dtype=torch.float64) * (H ** -0.5) * 2
+    w = torch.randn(V, H, generator=g, dtype=torch.float64) * (H**-0.5) * 2
     b = torch.randn(V, generator=g, dtype=torch.float64) * 0.5 if bias else None
     ids = torch.randint(0, V, (B, T), generator=g)
     mask = torch.ones(B, T, dtype=torch.long)
@@ -102,8 +144,16 @@ def make_case(B, T, H, V, *, dtype=torch.float32, seed=0, empty_rows=(), lengths
     ref = (lp + 0.3 * torch.randn(B, T, generator=g, dtype=torch.float64)).masked_fill(mask == 0, 0.0)
     cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
     f32 = lambda t: None if t is None else t.float() if dtype != torch.float64 else t  # noqa: E731
-    return dict(hidden=cast(h), weight=cast(w), bias=cast(b), ids=ids, mask=mask, adv=f32(adv), old=f32(old),
-                ref=f32(ref) if beta else None)
+    return dict(
+        hidden=cast(h),
+        weight=cast(w),
+        bias=cast(b),
+        ids=ids,
+        mask=mask,
+        adv=f32(adv),
+        old=f32(old),
+        ref=f32(ref) if beta else None,
+    )
 
 
 @pytest.fixture
@@ -133,15 +183,26 @@ def compare_with_trl(backend, c, opts, *, tol=2e-5, against_reference=True, entr
 
     def ours(which):
         h, w, b = _leaf(c["hidden"]), _leaf(c["weight"]), _leaf(c["bias"])
-        out = grpo_loss(h, w, c["ids"], c["mask"], c["adv"], bias=b, old_logps=c["old"], ref_logps=c["ref"],
-                        importance_sampling_level=level, backend=which, compute_entropy=entropy, **opts)
+        out = grpo_loss(
+            h,
+            w,
+            c["ids"],
+            c["mask"],
+            c["adv"],
+            bias=b,
+            old_logps=c["old"],
+            ref_logps=c["ref"],
+            importance_sampling_level=level,
+            backend=which,
+            compute_entropy=entropy,
+            **opts,
+        )
         out.loss.backward()
         return out, (h.grad, w.grad, None if b is None else b.grad)
 
     out, grads = ours(backend)
     h, w, b = _leaf(c["hidden"]), _leaf(c["weight"]), _leaf(c["bias"])
-    tloss, tmetrics = trl_grpo_loss(h, w, b, c["ids"], c["mask"], c["adv"], c["old"], c["ref"], level=level,
-                                    **trl_kw)
+    tloss, tmetrics = trl_grpo_loss(h, w, b, c["ids"], c["mask"], c["adv"], c["old"], c["ref"], level=level, **trl_kw)
     tloss.backward()
     _close(out.loss.detach(), tloss.detach(), tol, "loss vs TRL")
     for name, g, tg in zip(("hidden", "weight", "bias"), grads, (h.grad, w.grad, None if b is None else b.grad)):
@@ -183,12 +244,25 @@ def frozen_head_sequence_level_vs_trl(backend, loss_type):
     c = make_case(3, 6, 8, 29, seed=21, lengths=[6, 2, 0], bias=True, old_offsets=True, beta=0.05)
     kw = dict(beta=0.05, loss_type=loss_type)
     h = c["hidden"].clone().requires_grad_(True)
-    out = grpo_loss(h, c["weight"], c["ids"], c["mask"], c["adv"], bias=c["bias"], old_logps=c["old"],
-                    ref_logps=c["ref"], importance_sampling_level="sequence", backend=backend, chunk_size=4, **kw)
+    out = grpo_loss(
+        h,
+        c["weight"],
+        c["ids"],
+        c["mask"],
+        c["adv"],
+        bias=c["bias"],
+        old_logps=c["old"],
+        ref_logps=c["ref"],
+        importance_sampling_level="sequence",
+        backend=backend,
+        chunk_size=4,
+        **kw,
+    )
     out.loss.backward()
     th = c["hidden"].clone().requires_grad_(True)
-    tloss, _ = trl_grpo_loss(th, c["weight"], c["bias"], c["ids"], c["mask"], c["adv"], c["old"], c["ref"],
-                             level="sequence", **kw)
+    tloss, _ = trl_grpo_loss(
+        th, c["weight"], c["bias"], c["ids"], c["mask"], c["adv"], c["old"], c["ref"], level="sequence", **kw
+    )
     tloss.backward()
     assert torch.allclose(out.loss, tloss, rtol=1e-5, atol=1e-6)
     assert torch.allclose(h.grad, th.grad, rtol=1e-4, atol=1e-6)

@@ -21,11 +21,28 @@ LOSS_TYPES = list(SUPPORTED_LOSS_TYPES)
 @pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("with_old,beta", [(False, 0.0), (True, 0.0), (False, 0.05), (True, 0.05)])
 def test_matches_trl_every_option(compare, case, backend, loss_type, level, with_old, beta):
-    c = case(3, 7, 10, 53, seed=hash((loss_type, level, with_old, beta)) % 1000, lengths=[7, 4, 0],
-             bias=True, old_offsets=with_old, beta=beta)
+    c = case(
+        3,
+        7,
+        10,
+        53,
+        seed=hash((loss_type, level, with_old, beta)) % 1000,
+        lengths=[7, 4, 0],
+        bias=True,
+        old_offsets=with_old,
+        beta=beta,
+    )
     for delta, temperature in [(None, 1.0), (1.5, 0.7)]:
-        opts = dict(loss_type=loss_type, importance_sampling_level=level, beta=beta, delta=delta,
-                    temperature=temperature, epsilon_low=0.2, epsilon_high=0.28, chunk_size=4)
+        opts = dict(
+            loss_type=loss_type,
+            importance_sampling_level=level,
+            beta=beta,
+            delta=delta,
+            temperature=temperature,
+            epsilon_low=0.2,
+            epsilon_high=0.28,
+            chunk_size=4,
+        )
         compare(backend, c, opts, against_reference=backend != "reference")
 
 
@@ -39,38 +56,50 @@ def test_advantages_per_token_and_flat_hidden(case):
     c = case(2, 4, 6, 19, seed=5, old_offsets=True)
     adv_bt = c["adv"].unsqueeze(1).expand(2, 4).contiguous()
     a = grpo_loss(c["hidden"], c["weight"], c["ids"], c["mask"], c["adv"], old_logps=c["old"], backend="chunked")
-    b = grpo_loss(c["hidden"].reshape(8, 6), c["weight"], c["ids"], c["mask"], adv_bt, old_logps=c["old"],
-                  backend="chunked")
+    b = grpo_loss(
+        c["hidden"].reshape(8, 6), c["weight"], c["ids"], c["mask"], adv_bt, old_logps=c["old"], backend="chunked"
+    )
     assert torch.equal(a.loss, b.loss)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    B=st.integers(1, 4), T=st.integers(1, 9), H=st.integers(1, 12), V=st.integers(2, 70),
-    chunk=st.integers(1, 11), loss_type=st.sampled_from(LOSS_TYPES), level=st.sampled_from(["token", "sequence"]),
-    with_old=st.booleans(), beta=st.sampled_from([0.0, 0.04]), bias=st.booleans(),
-    dtype=st.sampled_from([torch.float32, torch.bfloat16]), seed=st.integers(0, 10_000), data=st.data(),
+    B=st.integers(1, 4),
+    T=st.integers(1, 9),
+    H=st.integers(1, 12),
+    V=st.integers(2, 70),
+    chunk=st.integers(1, 11),
+    loss_type=st.sampled_from(LOSS_TYPES),
+    level=st.sampled_from(["token", "sequence"]),
+    with_old=st.booleans(),
+    beta=st.sampled_from([0.0, 0.04]),
+    bias=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    seed=st.integers(0, 10_000),
+    data=st.data(),
 )
-def test_hypothesis_shapes(compare, case, B, T, H, V, chunk, loss_type, level, with_old, beta, bias, dtype, seed,
-                           data):
+def test_hypothesis_shapes(compare, case, B, T, H, V, chunk, loss_type, level, with_old, beta, bias, dtype, seed, data):
     lengths = data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B))
     with_old = with_old and dtype == torch.float32  # bf16 rounding could flip a clip decision
     c = case(B, T, H, V, dtype=dtype, seed=seed, lengths=lengths, bias=bias, old_offsets=with_old, beta=beta)
     tol = 2e-5 if dtype == torch.float32 else 3e-2
-    compare("chunked", c, dict(loss_type=loss_type, importance_sampling_level=level, beta=beta, chunk_size=chunk),
-            tol=tol)
+    compare(
+        "chunked", c, dict(loss_type=loss_type, importance_sampling_level=level, beta=beta, chunk_size=chunk), tol=tol
+    )
 
 
 def test_bf16_grads_dtype_and_against_fp32_reference(case):
     c = case(3, 6, 16, 40, dtype=torch.bfloat16, seed=2, lengths=[6, 3, 5], bias=True, beta=0.05)
     h, w, b = (t.clone().requires_grad_(True) for t in (c["hidden"], c["weight"], c["bias"]))
-    out = grpo_loss(h, w, c["ids"], c["mask"], c["adv"], bias=b, ref_logps=c["ref"], beta=0.05, backend="chunked",
-                    chunk_size=5)
+    out = grpo_loss(
+        h, w, c["ids"], c["mask"], c["adv"], bias=b, ref_logps=c["ref"], beta=0.05, backend="chunked", chunk_size=5
+    )
     out.loss.backward()
     assert h.grad.dtype == w.grad.dtype == b.grad.dtype == torch.bfloat16
     h32, w32, b32 = (t.detach().float().requires_grad_(True) for t in (c["hidden"], c["weight"], c["bias"]))
-    ref = grpo_loss(h32, w32, c["ids"], c["mask"], c["adv"], bias=b32, ref_logps=c["ref"], beta=0.05,
-                    backend="reference")
+    ref = grpo_loss(
+        h32, w32, c["ids"], c["mask"], c["adv"], bias=b32, ref_logps=c["ref"], beta=0.05, backend="reference"
+    )
     ref.loss.backward()
     assert abs(out.loss.item() - ref.loss.item()) < 3e-2 * (1 + abs(ref.loss.item()))
     for g, rg in ((h.grad, h32.grad), (w.grad, w32.grad), (b.grad, b32.grad)):
@@ -92,9 +121,23 @@ def test_gradcheck_float64(case, keep_grads, loss_type, level):
     c = case(2, 3, 4, 7, dtype=torch.float64, seed=11, lengths=[3, 2], bias=True, old_offsets=True, beta=0.1)
 
     def f(h, w, b):
-        return grpo_loss(h, w, c["ids"], c["mask"], c["adv"], bias=b, old_logps=c["old"], ref_logps=c["ref"],
-                         beta=0.1, delta=1.5, temperature=0.8, loss_type=loss_type, importance_sampling_level=level,
-                         backend="chunked", chunk_size=2).loss
+        return grpo_loss(
+            h,
+            w,
+            c["ids"],
+            c["mask"],
+            c["adv"],
+            bias=b,
+            old_logps=c["old"],
+            ref_logps=c["ref"],
+            beta=0.1,
+            delta=1.5,
+            temperature=0.8,
+            loss_type=loss_type,
+            importance_sampling_level=level,
+            backend="chunked",
+            chunk_size=2,
+        ).loss
 
     args = tuple(t.clone().requires_grad_(True) for t in (c["hidden"], c["weight"], c["bias"]))
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
@@ -168,8 +211,15 @@ def test_no_grad_and_frozen_weight(case):
     h = c["hidden"].clone().requires_grad_(True)  # LoRA: frozen LM head, grads only for the hidden states
     b = grpo_loss(h, c["weight"], c["ids"], c["mask"], c["adv"], old_logps=c["old"], chunk_size=3)
     b.loss.backward()
-    r = grpo_loss(c["hidden"].clone().requires_grad_(True), c["weight"], c["ids"], c["mask"], c["adv"],
-                  old_logps=c["old"], backend="reference")
+    r = grpo_loss(
+        c["hidden"].clone().requires_grad_(True),
+        c["weight"],
+        c["ids"],
+        c["mask"],
+        c["adv"],
+        old_logps=c["old"],
+        backend="reference",
+    )
     assert torch.allclose(a.loss, b.loss) and torch.allclose(a.loss, r.loss.detach(), rtol=1e-5)
     assert h.grad is not None and c["weight"].grad is None
 

@@ -28,32 +28,57 @@ if not tri.interpreter_active():
     # triton was imported earlier in this session without TRITON_INTERPRET=1: run this file in a fresh process
     def test_triton_kernels_in_interpreter_subprocess():
         env = dict(os.environ, TRITON_INTERPRET="1")
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__], env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 
 else:
 
-    @pytest.mark.parametrize("loss_type,level,with_old", list(itertools.product(LOSS_TYPES, ["token", "sequence"],
-                                                                               [False, True])))
+    @pytest.mark.parametrize(
+        "loss_type,level,with_old", list(itertools.product(LOSS_TYPES, ["token", "sequence"], [False, True]))
+    )
     def test_triton_matches_trl(compare, case, loss_type, level, with_old):
         beta = 0.05 if with_old else 0.0
         c = case(3, 5, 8, 37, seed=7, lengths=[5, 0, 3], bias=with_old, old_offsets=with_old, beta=beta)
-        opts = dict(loss_type=loss_type, importance_sampling_level=level, beta=beta, chunk_size=3,
-                    delta=1.5 if with_old else None, temperature=0.7 if with_old else 1.0, epsilon_high=0.28)
+        opts = dict(
+            loss_type=loss_type,
+            importance_sampling_level=level,
+            beta=beta,
+            chunk_size=3,
+            delta=1.5 if with_old else None,
+            temperature=0.7 if with_old else 1.0,
+            epsilon_high=0.28,
+        )
         compare("triton", c, opts)
 
     @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(B=st.integers(1, 3), T=st.integers(1, 6), H=st.integers(1, 9), V=st.integers(2, 300),
-           chunk=st.integers(1, 7), loss_type=st.sampled_from(LOSS_TYPES), level=st.sampled_from(["token", "sequence"]),
-           with_old=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]), seed=st.integers(0, 999),
-           data=st.data())
+    @given(
+        B=st.integers(1, 3),
+        T=st.integers(1, 6),
+        H=st.integers(1, 9),
+        V=st.integers(2, 300),
+        chunk=st.integers(1, 7),
+        loss_type=st.sampled_from(LOSS_TYPES),
+        level=st.sampled_from(["token", "sequence"]),
+        with_old=st.booleans(),
+        dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+        seed=st.integers(0, 999),
+        data=st.data(),
+    )
     def test_triton_hypothesis(compare, case, B, T, H, V, chunk, loss_type, level, with_old, dtype, seed, data):
         lengths = data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B))
         with_old = with_old and dtype == torch.float32
         c = case(B, T, H, V, dtype=dtype, seed=seed, lengths=lengths, old_offsets=with_old, beta=0.04)
-        compare("triton", c, dict(loss_type=loss_type, importance_sampling_level=level, beta=0.04, chunk_size=chunk),
-                tol=2e-5 if dtype == torch.float32 else 3e-2)
+        compare(
+            "triton",
+            c,
+            dict(loss_type=loss_type, importance_sampling_level=level, beta=0.04, chunk_size=chunk),
+            tol=2e-5 if dtype == torch.float32 else 3e-2,
+        )
 
     @pytest.mark.parametrize("level", ["token", "sequence"])
     def test_triton_gradcheck_float64(case, monkeypatch, level):
@@ -61,9 +86,22 @@ else:
         c = case(2, 3, 3, 5, dtype=torch.float64, seed=3, lengths=[3, 2], bias=True, old_offsets=True, beta=0.1)
 
         def f(h, w, b):
-            return grpo_loss(h, w, c["ids"], c["mask"], c["adv"], bias=b, old_logps=c["old"], ref_logps=c["ref"],
-                             beta=0.1, temperature=0.9, loss_type="grpo", importance_sampling_level=level,
-                             backend="triton", chunk_size=2).loss
+            return grpo_loss(
+                h,
+                w,
+                c["ids"],
+                c["mask"],
+                c["adv"],
+                bias=b,
+                old_logps=c["old"],
+                ref_logps=c["ref"],
+                beta=0.1,
+                temperature=0.9,
+                loss_type="grpo",
+                importance_sampling_level=level,
+                backend="triton",
+                chunk_size=2,
+            ).loss
 
         args = tuple(t.clone().requires_grad_(True) for t in (c["hidden"], c["weight"], c["bias"]))
         assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)

@@ -5,10 +5,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from fakelabel import fake_label_rows
+
 import mrgfast
 from mrgfast import engine
-
-from fakelabel import fake_label_rows
 
 
 @pytest.fixture

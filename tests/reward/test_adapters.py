@@ -8,13 +8,12 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+from fakelabel import fake_label_rows
 
 import mrgfast
-from mrgfast.reward import extract_report, format_score, mrg_reward
 import mrgfast.reward.openrlhf as openrlhf_mod
 import mrgfast.reward.verl as verl_mod
-
-from fakelabel import fake_label_rows
+from mrgfast.reward import extract_report, format_score, mrg_reward
 
 REF_A = "Mild cardiomegaly. No effusion."
 REF_B = "Right pleural effusion. No pneumothorax."
@@ -130,8 +129,12 @@ def test_openrlhf_rollout_worker_call(fake_labeler):
     async def worker(batch_size):
         # RolloutAndRewardWorker._get_rewards_via_func: chunks run in threads
         tasks = [
-            asyncio.to_thread(reward_func, queries[i:i + batch_size], [PROMPT] * len(queries[i:i + batch_size]),
-                              labels[i:i + batch_size])
+            asyncio.to_thread(
+                reward_func,
+                queries[i : i + batch_size],
+                [PROMPT] * len(queries[i : i + batch_size]),
+                labels[i : i + batch_size],
+            )
             for i in range(0, len(queries), batch_size)
         ]
         return await asyncio.gather(*tasks)

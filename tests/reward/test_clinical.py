@@ -2,15 +2,21 @@ import logging
 
 import numpy as np
 import pytest
+from fakelabel import fake_label_rows
 
 import mrgfast
 import mrgfast.reward
 from mrgfast import engine
 from mrgfast.reward import (
-    MCCSReward, MRGReward, extract_report, format_reward, format_score, mccs_reward, mccs_scores, mrg_reward,
+    MCCSReward,
+    MRGReward,
+    extract_report,
+    format_reward,
+    format_score,
+    mccs_reward,
+    mccs_scores,
+    mrg_reward,
 )
-
-from fakelabel import fake_label_rows
 
 REFS = [
     "Mild cardiomegaly. No effusion. No pneumothorax.",
@@ -92,7 +98,9 @@ def test_malformed_scores_zero_and_is_logged(fake_labeler, caplog):
     logged = []
     reward = MCCSReward(name="clin")
     with caplog.at_level(logging.WARNING, logger="mrgfast.reward"):
-        out = reward(prompts=["p"] * 6, completions=completions, report=refs, log_metric=lambda k, v: logged.append((k, v)))
+        out = reward(
+            prompts=["p"] * 6, completions=completions, report=refs, log_metric=lambda k, v: logged.append((k, v))
+        )
     assert out[1] == 0.0 and out[4] == 0.0
     ok = [i for i in range(6) if i not in (1, 4)]
     assert np.allclose(np.array(out)[ok], expected_mccs([completions[i] for i in ok], [refs[i] for i in ok]))
@@ -181,8 +189,9 @@ def test_real_engine_matches_pairwise_mccs():
         # and per group, as mccs_group would label it
         for p in range(3):
             sl = slice(p * 4, (p + 1) * 4)
-            grp = mrgfast.mccs_group([extract_report(c) for c in completions[sl]], refs[p * 4],
-                                     margin=margin, uncertain=unc)
+            grp = mrgfast.mccs_group(
+                [extract_report(c) for c in completions[sl]], refs[p * 4], margin=margin, uncertain=unc
+            )
             assert np.allclose(got[sl], grp)
 
 
@@ -214,6 +223,7 @@ def test_reward_objects_pickle_and_deepcopy():
         for clone in (pickle.loads(pickle.dumps(obj)), copy.deepcopy(obj)):
             assert clone.__name__ == obj.__name__
             assert clone(prompts=None, completions=completions, report=refs) == obj(
-                prompts=None, completions=completions, report=refs)
+                prompts=None, completions=completions, report=refs
+            )
     # the plain functions pickle by reference
     assert pickle.loads(pickle.dumps(mccs_reward)) is mccs_reward

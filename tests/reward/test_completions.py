@@ -14,8 +14,14 @@ from mrgfast.reward import completion_text, normalize_completions
         ([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}], "ab"),
         ([{"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": "t"}]}], "t"),
         ([{"content": "no role"}], "no role"),
-        ([{"role": "assistant", "content": "a"}, {"role": "tool", "content": "tool out"},
-          {"role": "assistant", "content": "b"}], "a\nb"),
+        (
+            [
+                {"role": "assistant", "content": "a"},
+                {"role": "tool", "content": "tool out"},
+                {"role": "assistant", "content": "b"},
+            ],
+            "a\nb",
+        ),
         ([{"role": "user", "content": "only user"}], "only user"),
         ([{"role": "assistant", "content": ["bare", " strings"]}], "bare strings"),
     ],
@@ -27,7 +33,14 @@ def test_completion_text(completion, expected):
 @pytest.mark.parametrize(
     "completion",
     [
-        None, 3, 1.5, b"bytes", [], [None], ["not a message"], [{"role": "assistant"}],
+        None,
+        3,
+        1.5,
+        b"bytes",
+        [],
+        [None],
+        ["not a message"],
+        [{"role": "assistant"}],
         [{"role": "assistant", "content": None}],
         [{"role": "assistant", "content": [{"type": "text", "text": 5}]}],
         [{"role": "assistant", "content": [{"type": "image"}]}],

@@ -1,6 +1,6 @@
 import pytest
 
-from mrgfast.reward import extract_report, format_reward, format_score, FormatReward
+from mrgfast.reward import FormatReward, extract_report, format_reward, format_score
 
 
 @pytest.mark.parametrize(
@@ -61,14 +61,27 @@ def test_format_reward_trl_signature_and_malformed_counting():
         "<think>a</think><report>b</report>",
         None,
         [{"role": "assistant", "content": "<think>a</think><report>b</report>"}],
-        [{"role": "assistant", "content": [{"type": "text", "text": "<think>a</think>"},
-                                           {"type": "text", "text": "<report>b</report>"}]}],
+        [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "<think>a</think>"},
+                    {"type": "text", "text": "<report>b</report>"},
+                ],
+            }
+        ],
         [{"role": "assistant"}],  # no content: malformed
         42,
     ]
     fr = FormatReward(name="fmt")
-    out = fr(prompts=["p"] * 6, completions=completions, completion_ids=None,
-             log_metric=lambda k, v: logged.append((k, v)), trainer_state=None, log_extra=lambda *a: None)
+    out = fr(
+        prompts=["p"] * 6,
+        completions=completions,
+        completion_ids=None,
+        log_metric=lambda k, v: logged.append((k, v)),
+        trainer_state=None,
+        log_extra=lambda *a: None,
+    )
     assert out == [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     assert logged == [("fmt/malformed", 3.0)]
     assert fr.malformed_total == 3 and fr.completions_total == 6
@@ -84,12 +97,29 @@ def test_format_reward_length_mismatch_raises():
         format_reward(prompts=["a"], completions="a string")
 
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mrgfast.reward.format import parse_completion
 
-PIECES = st.sampled_from(["<think>", "</think>", "<report>", "</report>", " ", "\n", "a", "No effusion.", "<", "x < 1 cm",
-                          "<thin", "</report", ">", ""])
+PIECES = st.sampled_from(
+    [
+        "<think>",
+        "</think>",
+        "<report>",
+        "</report>",
+        " ",
+        "\n",
+        "a",
+        "No effusion.",
+        "<",
+        "x < 1 cm",
+        "<thin",
+        "</report",
+        ">",
+        "",
+    ]
+)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -98,10 +128,19 @@ def test_parse_completion_equals_the_two_functions(text):
     assert parse_completion(text) == (extract_report(text), format_score(text))
 
 
-@pytest.mark.parametrize("text", [
-    "<think>a</think><report>b</report>", " <think> a </think>\\n<report> b </report> ", "<think> </think><report>b</report>",
-    "<think>a</think> x <report>b</report>", "y<think>a</think><report>b</report>", "<think>a</think><report> </report>",
-    "no tags at all", "<think>a</think><report>b</report>z", "<think>x < 2</think><report>b</report>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>a</think><report>b</report>",
+        " <think> a </think>\\n<report> b </report> ",
+        "<think> </think><report>b</report>",
+        "<think>a</think> x <report>b</report>",
+        "y<think>a</think><report>b</report>",
+        "<think>a</think><report> </report>",
+        "no tags at all",
+        "<think>a</think><report>b</report>z",
+        "<think>x < 2</think><report>b</report>",
+    ],
+)
 def test_parse_completion_examples(text):
     assert parse_completion(text) == (extract_report(text), format_score(text))

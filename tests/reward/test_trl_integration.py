@@ -27,7 +27,9 @@ REFERENCES = [
     "Endotracheal tube in place. No focal consolidation.",
     "The lungs are clear. No acute cardiopulmonary process.",
 ]
-PROMPTS = [f"Study {i}: write the report as <think>...</think><report>...</report>. <start>" for i in range(len(REFERENCES))]
+PROMPTS = [
+    f"Study {i}: write the report as <think>...</think><report>...</report>. <start>" for i in range(len(REFERENCES))
+]
 
 
 # The tiny policy is wired as a stochastic chain over whole-word tokens, so that its completions
@@ -54,8 +56,12 @@ def build_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<eos>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(REFERENCES * 5 + PROMPTS * 5, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
     fast.add_tokens(sorted(WORDS))
@@ -69,9 +75,17 @@ def build_model(tokenizer):
     torch.manual_seed(0)
     hidden = 32
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
     )
     model = Qwen2ForCausalLM(config)
     with torch.no_grad():
@@ -83,7 +97,7 @@ def build_model(tokenizer):
         emb = model.model.embed_tokens.weight
         head = model.lm_head.weight
         head.zero_()
-        ids = {w: tokenizer.convert_tokens_to_ids(w) for w in WORDS + ["<eos>"]}
+        ids = {w: tokenizer.convert_tokens_to_ids(w) for w in [*WORDS, "<eos>"]}
         assert len(CHAIN) <= hidden
         for k, (word, nexts) in enumerate(CHAIN.items()):
             emb[ids[word]].zero_()
@@ -107,11 +121,13 @@ class Recorder:
 
     def on_step_end(self, args, state, control, **kwargs):
         logs = self.trainer._logs
-        self.steps.append({
-            "prompt": list(logs["prompt"]),
-            "completion": list(logs["completion"]),
-            "rewards": {k: list(v) for k, v in logs["rewards"].items()},
-        })
+        self.steps.append(
+            {
+                "prompt": list(logs["prompt"]),
+                "completion": list(logs["completion"]),
+                "rewards": {k: list(v) for k, v in logs["rewards"].items()},
+            }
+        )
 
 
 def _text(x):
@@ -137,15 +153,31 @@ def test_grpo_trainer_trains_with_mrgfast_rewards(tmp_path, conversational):
     dataset = datasets.Dataset.from_dict({"prompt": prompts, "report": REFERENCES})
     clinical = MCCSReward(reference_column="report", margin=0.5, uncertain=1.0, name="mccs")
     args = GRPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4, max_completion_length=12,
-        max_steps=2, logging_steps=1, learning_rate=1e-3, reward_weights=[0.75, 0.25], report_to="none",
-        use_cpu=True, bf16=False, fp16=False, save_strategy="no", seed=0, temperature=1.0,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=12,
+        max_steps=2,
+        logging_steps=1,
+        learning_rate=1e-3,
+        reward_weights=[0.75, 0.25],
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        save_strategy="no",
+        seed=0,
+        temperature=1.0,
         dataloader_num_workers=0,
     )
     recorder = Recorder()
     trainer = GRPOTrainer(
-        model=model, processing_class=tokenizer, reward_funcs=[clinical, format_reward], args=args,
-        train_dataset=dataset, callbacks=[recorder],
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[clinical, format_reward],
+        args=args,
+        train_dataset=dataset,
+        callbacks=[recorder],
     )
     recorder.trainer = trainer
     before = [p.detach().clone() for p in model.parameters()]
@@ -172,7 +204,9 @@ def test_grpo_trainer_trains_with_mrgfast_rewards(tmp_path, conversational):
         want_fmt = [format_score(c) for c in texts]
         assert np.allclose(step["rewards"]["mccs"], want_mccs)
         assert np.allclose(step["rewards"]["format_reward"], want_fmt)
-        assert np.allclose(step["rewards"]["mccs"], mccs_reward(prompts=step["prompt"], completions=completions, report=refs))
+        assert np.allclose(
+            step["rewards"]["mccs"], mccs_reward(prompts=step["prompt"], completions=completions, report=refs)
+        )
         assert math.isclose(logged["rewards/mccs/mean"], float(np.mean(want_mccs)), rel_tol=1e-5, abs_tol=1e-6)
         total = 0.75 * np.asarray(want_mccs) + 0.25 * np.asarray(want_fmt)
         assert math.isclose(logged["reward"], float(total.mean()), rel_tol=1e-5, abs_tol=1e-6)

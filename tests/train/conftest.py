@@ -26,8 +26,17 @@ def tiny_model_dir(tmp_path_factory):
     from mrgfast.models.tiny import build_tiny
 
     out = tmp_path_factory.mktemp("tiny")
-    build_tiny(out, hidden_size=64, num_layers=1, num_heads=2, vision_hidden=32, vision_depth=1, vocab_size=500,
-               image_size=56, seed=0)
+    build_tiny(
+        out,
+        hidden_size=64,
+        num_layers=1,
+        num_heads=2,
+        vision_hidden=32,
+        vision_depth=1,
+        vocab_size=500,
+        image_size=56,
+        seed=0,
+    )
     return out
 
 
@@ -40,13 +49,32 @@ def small():
 def small_overrides(tmp_path, synth_dir, model_dir, **extra):
     """Overrides of the tiny preset that make a run take seconds."""
     o = {
-        "output_dir": str(tmp_path / "run"), "model_name_or_path": str(model_dir),
-        "annotation": str(synth_dir / "annotation.json"), "synth_if_missing": "false", "tiny_if_missing": "false",
-        "eval_samples": "4", "eval_batch_size": "4", "eval_max_new_tokens": "16", "plot": "true",
-        "sft": {"max_steps": "2", "num_train_epochs": "1", "per_device_train_batch_size": "4", "save_steps": "1",
-                "logging_steps": "1", "disable_tqdm": "true"},
-        "grpo": {"max_steps": "2", "per_device_train_batch_size": "8", "num_generations": "4",
-                 "max_completion_length": "12", "save_steps": "1", "logging_steps": "1", "disable_tqdm": "true"},
+        "output_dir": str(tmp_path / "run"),
+        "model_name_or_path": str(model_dir),
+        "annotation": str(synth_dir / "annotation.json"),
+        "synth_if_missing": "false",
+        "tiny_if_missing": "false",
+        "eval_samples": "4",
+        "eval_batch_size": "4",
+        "eval_max_new_tokens": "16",
+        "plot": "true",
+        "sft": {
+            "max_steps": "2",
+            "num_train_epochs": "1",
+            "per_device_train_batch_size": "4",
+            "save_steps": "1",
+            "logging_steps": "1",
+            "disable_tqdm": "true",
+        },
+        "grpo": {
+            "max_steps": "2",
+            "per_device_train_batch_size": "8",
+            "num_generations": "4",
+            "max_completion_length": "12",
+            "save_steps": "1",
+            "logging_steps": "1",
+            "disable_tqdm": "true",
+        },
     }
     for k, v in extra.items():
         if isinstance(v, dict):

@@ -27,8 +27,19 @@ def test_paper_presets_hold_the_recipe():
 def test_flags_override_yaml_and_reach_the_right_stage(tmp_path):
     y = tmp_path / "c.yaml"
     y.write_text("preset: tiny\noutput_dir: x\ngrpo:\n  learning_rate: 1.0e-4\n")
-    ov = parse_overrides(["--learning_rate", "3e-4", "--grpo.num_generations", "4", "--model-path", "/m",
-                          "--lora_target_modules", "q_proj,v_proj", "--tensorboard"])
+    ov = parse_overrides(
+        [
+            "--learning_rate",
+            "3e-4",
+            "--grpo.num_generations",
+            "4",
+            "--model-path",
+            "/m",
+            "--lora_target_modules",
+            "q_proj,v_proj",
+            "--tensorboard",
+        ]
+    )
     cfg = build_config(None, str(y), ov)
     assert cfg.sft.learning_rate == 3e-4 and cfg.grpo.learning_rate == 3e-4  # the shared flag beats the YAML
     assert cfg.grpo.num_generations == 4

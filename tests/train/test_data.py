@@ -73,12 +73,15 @@ def test_skip_missing_writes_ids_and_keeps_the_rest(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"train\t{bad_id}\t") and "missing" in lines[0]
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda a: a["train"][1].pop("report"), "train[1]: missing field 'report'"),
-    (lambda a: a["train"][0].update(report="  "), "field 'report' must be a non-empty string"),
-    (lambda a: a["train"][0].update(image_path=[]), "field 'image_path' must be a non-empty list"),
-    (lambda a: a.pop("train"), "split 'train' not present"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda a: a["train"][1].pop("report"), "train[1]: missing field 'report'"),
+        (lambda a: a["train"][0].update(report="  "), "field 'report' must be a non-empty string"),
+        (lambda a: a["train"][0].update(image_path=[]), "field 'image_path' must be a non-empty list"),
+        (lambda a: a.pop("train"), "split 'train' not present"),
+    ],
+)
 def test_bad_records_name_row_and_field(tmp_path, mutate, expected):
     root = _tree(tmp_path)
     ann = json.loads((root / "annotation.json").read_text())

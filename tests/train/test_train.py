@@ -50,9 +50,18 @@ def test_grpo_resume_continues_step_and_data_position(tmp_path, synth_dir, tiny_
 
     import mrgfast.train.run as runmod
 
-    common = dict(stages="grpo", evaluate="false", plot="false",
-                  grpo={"max_steps": "4", "save_steps": "2", "per_device_train_batch_size": "4",
-                        "num_generations": "4", "max_completion_length": "8"})
+    common = dict(
+        stages="grpo",
+        evaluate="false",
+        plot="false",
+        grpo={
+            "max_steps": "4",
+            "save_steps": "2",
+            "per_device_train_batch_size": "4",
+            "num_generations": "4",
+            "max_completion_length": "8",
+        },
+    )
     # A: uninterrupted
     a = build_config("tiny", None, small(tmp_path / "a", synth_dir, tiny_model_dir, **common))
     assert run(a) == 0
@@ -65,7 +74,7 @@ def test_grpo_resume_continues_step_and_data_position(tmp_path, synth_dir, tiny_
                 raise _Crash
 
     orig = runmod._callbacks
-    monkeypatch.setattr(runmod, "_callbacks", lambda cfg, stage: orig(cfg, stage) + [CrashAt3()])
+    monkeypatch.setattr(runmod, "_callbacks", lambda cfg, stage: [*orig(cfg, stage), CrashAt3()])
     with pytest.raises(_Crash):
         run(b)
     monkeypatch.setattr(runmod, "_callbacks", orig)
@@ -105,9 +114,15 @@ def _grpo_trainer(tmp_path, synth_dir, model_dir, small, **grpo):
     studies = read_annotation(synth_dir / "annotation.json", splits=("train",), kind="synthetic")["train"]
     model = load_model(model_dir)
     processor = load_processor(model_dir)
-    trainer = MrgGRPOTrainer(model=model, reward_funcs=build_rewards(cfg), args=cfg.grpo,
-                             train_dataset=to_dataset(studies, with_completion=False), processing_class=processor,
-                             peft_config=_peft(cfg, model), use_fused_loss=use_fused)
+    trainer = MrgGRPOTrainer(
+        model=model,
+        reward_funcs=build_rewards(cfg),
+        args=cfg.grpo,
+        train_dataset=to_dataset(studies, with_completion=False),
+        processing_class=processor,
+        peft_config=_peft(cfg, model),
+        use_fused_loss=use_fused,
+    )
     return trainer
 
 
@@ -138,15 +153,31 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path, synth_dir, tiny_mo
     trainer = _grpo_trainer(tmp_path, synth_dir, tiny_model_dir, small)
     orig = trainer._compute_loss
     trainer._compute_loss = lambda model, inputs: orig(model, inputs) * float("nan")
-    with pytest.raises(NonFiniteLossError, match="non-finite training loss.*No checkpoint was saved yet"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss.*No checkpoint was saved yet"):
         trainer.train()
     assert trainer.state.global_step == 0
 
 
-def _reference_grpo_loss(hidden, weight, completion_ids, completion_mask, advantages, *, bias=None, old_logps=None,
-                         ref_logps=None, beta=0.0, epsilon_low=0.2, epsilon_high=0.2, delta=None, temperature=1.0,
-                         loss_type="dapo", importance_sampling_level="token", num_items_in_batch=None,
-                         max_completion_length=None):
+def _reference_grpo_loss(
+    hidden,
+    weight,
+    completion_ids,
+    completion_mask,
+    advantages,
+    *,
+    bias=None,
+    old_logps=None,
+    ref_logps=None,
+    beta=0.0,
+    epsilon_low=0.2,
+    epsilon_high=0.2,
+    delta=None,
+    temperature=1.0,
+    loss_type="dapo",
+    importance_sampling_level="token",
+    num_items_in_batch=None,
+    max_completion_length=None,
+):
     """The documented contract of mrgfast.kernels.grpo_loss, in plain torch (token level, k3 KL)."""
     logits = (hidden.float() @ weight.float().T) / temperature
     logps = torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)

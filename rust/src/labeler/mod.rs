@@ -17,7 +17,9 @@ pub mod rules;
 pub mod scope;
 pub mod sentences;
 
-use crate::observations::{aggregate, Labels, BLANK, NEGATIVE, NO_FINDING, N_OBS, POSITIVE, SUPPORT_DEVICES, UNCERTAIN};
+use crate::observations::{
+    aggregate, Labels, BLANK, NEGATIVE, NO_FINDING, N_OBS, POSITIVE, SUPPORT_DEVICES, UNCERTAIN,
+};
 use rules::{rules, Rules, Target, HEADER_NONE, HEADER_SKIP, NONE};
 use scope::{code_at, desc_code, Unit};
 use sentences::{tokenize, Tokens, BREAK, PARA, WORD};
@@ -45,7 +47,8 @@ pub fn label_report(text: &str) -> Labels {
         // re-entrant call on this thread (cannot happen today): use fresh buffers
         Err(_) => label_into(r, text, &mut Scratch::default(), &mut labels),
     });
-    let finding = (1..N_OBS).any(|i| i != SUPPORT_DEVICES && matches!(labels[i], POSITIVE | UNCERTAIN));
+    let finding =
+        (1..N_OBS).any(|i| i != SUPPORT_DEVICES && matches!(labels[i], POSITIVE | UNCERTAIN));
     if !finding {
         labels[NO_FINDING] = POSITIVE;
     }
@@ -129,7 +132,12 @@ pub fn match_at(r: &Rules, t: &Tokens, i: usize) -> u32 {
         let child = if node == 0 {
             r.root[tok.id as usize]
         } else {
-            r.nodes[node as usize].children.iter().find(|(k, _)| *k == tok.id).map(|(_, c)| *c).unwrap_or(NONE)
+            r.nodes[node as usize]
+                .children
+                .iter()
+                .find(|(k, _)| *k == tok.id)
+                .map(|(_, c)| *c)
+                .unwrap_or(NONE)
         };
         if child == NONE {
             break;
@@ -163,12 +171,18 @@ fn apply(labels: &mut Labels, targets: &[Target], code: i8) {
 
 fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
     // without any trigger in the sentence every mention is positive: skip the scope scans
-    let any_trigger = units.iter().any(|u| matches!(u, Unit::Entry(id) if r.info[*id as usize].triggers != 0));
+    let any_trigger = units
+        .iter()
+        .any(|u| matches!(u, Unit::Entry(id) if r.info[*id as usize].triggers != 0));
     for (p, &u) in units.iter().enumerate() {
         let Unit::Entry(id) = u else { continue };
         let e = &r.entries[id as usize];
         if !e.mentions.is_empty() {
-            let code = if any_trigger { code_at(r, units, p) } else { POSITIVE };
+            let code = if any_trigger {
+                code_at(r, units, p)
+            } else {
+                POSITIVE
+            };
             apply(labels, &e.mentions, code);
         }
         if e.is_desc() {

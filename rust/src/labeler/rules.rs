@@ -197,7 +197,11 @@ pub fn rules() -> &'static Rules {
 }
 
 fn valid_token(t: &str) -> bool {
-    t == "," || t == ":" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    t == ","
+        || t == ":"
+        || (!t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
@@ -216,7 +220,11 @@ fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
         if flags.chars().any(|c| c != 'u' && c != 'p') {
             return Err(format!("line {lineno}: unknown flags {flags:?}"));
         }
-        out.push(Target { obs: obs as u8, u: flags.contains('u'), p: flags.contains('p') });
+        out.push(Target {
+            obs: obs as u8,
+            u: flags.contains('u'),
+            p: flags.contains('p'),
+        });
     }
     Ok(out)
 }
@@ -249,7 +257,9 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(format!("line {lineno}: @param NAME VALUE")),
                 };
-                let v: usize = value.parse().map_err(|_| format!("line {lineno}: bad value"))?;
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| format!("line {lineno}: bad value"))?;
                 params.insert(name.to_string(), v);
                 section = None;
             } else {
@@ -257,7 +267,9 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             }
             continue;
         }
-        let (kind, arg) = section.as_ref().ok_or_else(|| format!("line {lineno}: phrase outside a section"))?;
+        let (kind, arg) = section
+            .as_ref()
+            .ok_or_else(|| format!("line {lineno}: phrase outside a section"))?;
         if kind == "abbrev" {
             if !valid_token(line) || line == "," || line == ":" {
                 return Err(format!("line {lineno}: an abbreviation is one word"));
@@ -283,7 +295,12 @@ pub fn parse(text: &str) -> Result<Rules, String> {
         let id = match index.get(&key) {
             Some(&id) => id,
             None => {
-                entries.push(Entry { tokens: toks, prefix, desc_group: u8::MAX, ..Default::default() });
+                entries.push(Entry {
+                    tokens: toks,
+                    prefix,
+                    desc_group: u8::MAX,
+                    ..Default::default()
+                });
                 raw_mods.push(Vec::new());
                 desc_names.push(None);
                 index.insert(key, entries.len() - 1);
@@ -301,7 +318,9 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                 let group = parts[0].trim().to_string();
                 if let Some(g) = &desc_names[id] {
                     if *g != group {
-                        return Err(format!("line {lineno}: {line:?} is a descriptor of two groups"));
+                        return Err(format!(
+                            "line {lineno}: {line:?} is a descriptor of two groups"
+                        ));
                     }
                 }
                 desc_names[id] = Some(group);
@@ -309,7 +328,9 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             }
             "mod" => {
                 for pair in arg.split_whitespace() {
-                    let (group, cls) = pair.split_once('=').ok_or_else(|| format!("line {lineno}: GROUP=CLASS"))?;
+                    let (group, cls) = pair
+                        .split_once('=')
+                        .ok_or_else(|| format!("line {lineno}: GROUP=CLASS"))?;
                     let c = match cls {
                         "abnormal" => MOD_ABNORMAL,
                         "normal" => MOD_NORMAL,
@@ -320,7 +341,9 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                     let mods = &mut raw_mods[id];
                     if let Some((_, old)) = mods.iter().find(|(g, _)| g == group) {
                         if *old != c {
-                            return Err(format!("line {lineno}: {line:?} has two classes for {group}"));
+                            return Err(format!(
+                                "line {lineno}: {line:?} has two classes for {group}"
+                            ));
                         }
                     } else {
                         mods.push((group.to_string(), c));
@@ -369,9 +392,17 @@ pub fn parse(text: &str) -> Result<Rules, String> {
         if let Some(name) = &desc_names[id] {
             e.desc_group = groups.iter().position(|g| g == name).unwrap_or(0) as u8;
         }
-        let star = raw_mods[id].iter().find(|(g, _)| g == "*").map(|(_, c)| *c).unwrap_or(MOD_NONE);
+        let star = raw_mods[id]
+            .iter()
+            .find(|(g, _)| g == "*")
+            .map(|(_, c)| *c)
+            .unwrap_or(MOD_NONE);
         for (gi, g) in groups.iter().enumerate() {
-            e.mods[gi] = raw_mods[id].iter().find(|(n, _)| n == g).map(|(_, c)| *c).unwrap_or(star);
+            e.mods[gi] = raw_mods[id]
+                .iter()
+                .find(|(n, _)| n == g)
+                .map(|(_, c)| *c)
+                .unwrap_or(star);
         }
         for (g, _) in &raw_mods[id] {
             if g != "*" && !groups.contains(g) {
@@ -379,11 +410,19 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             }
         }
         if (e.term || e.clause) && e.triggers != 0 {
-            return Err(format!("{:?} is both a terminator and a trigger", e.tokens.join(" ")));
+            return Err(format!(
+                "{:?} is both a terminator and a trigger",
+                e.tokens.join(" ")
+            ));
         }
     }
 
-    let get = |name: &str| params.get(name).copied().ok_or_else(|| format!("missing @param {name}"));
+    let get = |name: &str| {
+        params
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("missing @param {name}"))
+    };
     let params = Params {
         pre_window: get("pre_window")?,
         post_window: get("post_window")?,
@@ -402,7 +441,10 @@ pub fn parse(text: &str) -> Result<Rules, String> {
     // token-level trie (what `label_report` uses; the automaton cross-checks it in tests)
     let mut vocab: FxMap<Box<[u8]>, u32> = FxMap::default();
     let mut vocab_len: Vec<u32> = Vec::new();
-    let mut nodes: Vec<Node> = vec![Node { exact: NONE, ..Default::default() }];
+    let mut nodes: Vec<Node> = vec![Node {
+        exact: NONE,
+        ..Default::default()
+    }];
     let mut root: Vec<u32> = Vec::new();
     let mut root_prefixes: Vec<Vec<(Box<[u8]>, u32)>> = vec![Vec::new(); 256];
     for (id, e) in entries.iter().enumerate() {
@@ -431,10 +473,18 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             let child = if node == 0 {
                 root[tid as usize]
             } else {
-                nodes[node as usize].children.iter().find(|(k, _)| *k == tid).map(|(_, c)| *c).unwrap_or(NONE)
+                nodes[node as usize]
+                    .children
+                    .iter()
+                    .find(|(k, _)| *k == tid)
+                    .map(|(_, c)| *c)
+                    .unwrap_or(NONE)
             };
             let child = if child == NONE {
-                nodes.push(Node { exact: NONE, ..Default::default() });
+                nodes.push(Node {
+                    exact: NONE,
+                    ..Default::default()
+                });
                 let c = (nodes.len() - 1) as u32;
                 if node == 0 {
                     root[tid as usize] = c;
@@ -466,9 +516,19 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             mods: e.mods,
         })
         .collect();
-    Ok(Rules { entries, info, vocab, vocab_len, nodes, root, root_prefixes, groups, params, abbrev })
+    Ok(Rules {
+        entries,
+        info,
+        vocab,
+        vocab_len,
+        nodes,
+        root,
+        root_prefixes,
+        groups,
+        params,
+        abbrev,
+    })
 }
-
 
 /// The rule phrases as one leftmost-longest Aho-Corasick automaton over `\x01tok\x02` patterns:
 /// the specification the token trie implements (cross-checked in the tests).
@@ -509,11 +569,12 @@ mod tests {
         assert!(r.entries.len() > 500, "only {} entries", r.entries.len());
         assert!(r.groups.iter().any(|g| g == "size"));
         // every observation but No Finding has mentions or descriptors
-        for obs in 1..OBSERVATIONS.len() {
+        for (obs, name) in OBSERVATIONS.iter().enumerate().skip(1) {
             let hit = r.entries.iter().any(|e| {
-                e.mentions.iter().any(|t| t.obs as usize == obs) || e.desc_targets.iter().any(|t| t.obs as usize == obs)
+                e.mentions.iter().any(|t| t.obs as usize == obs)
+                    || e.desc_targets.iter().any(|t| t.obs as usize == obs)
             });
-            assert!(hit, "no rule for {}", OBSERVATIONS[obs]);
+            assert!(hit, "no rule for {name}");
         }
     }
 
@@ -524,6 +585,9 @@ mod tests {
         assert!(parse(&format!("{base}@mention Edema\nBad Token\n")).is_err());
         assert!(parse(&format!("{base}@trigger maybe\nx\n")).is_err());
         assert!(parse(&format!("{base}@mention Edema\nedema\n")).is_ok());
-        assert!(parse("@mention Edema\nedema\n").is_err(), "params are required");
+        assert!(
+            parse("@mention Edema\nedema\n").is_err(),
+            "params are required"
+        );
     }
 }

@@ -25,7 +25,12 @@ fn entry(r: &Rules, u: Unit) -> Option<&Info> {
 /// "cannot exclude" > negation > uncertainty > positive.
 pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
     let pr = &r.params;
-    let max_w = pr.pre_window.max(pr.post_window).max(pr.or_window).max(pr.or_window_before).max(pr.near_window);
+    let max_w = pr
+        .pre_window
+        .max(pr.post_window)
+        .max(pr.or_window)
+        .max(pr.or_window_before)
+        .max(pr.near_window);
     let (mut strong, mut neg, mut unc) = (false, false, false);
 
     // triggers before p
@@ -93,7 +98,9 @@ pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
     // a comma passed with no list conjunction after it
     let mut comma = false;
     // a bare list item ("atelectasis, effusion, consolidation not seen") crosses commas
-    let bare = (p == 0 || units[p - 1] == Unit::Punct) && p + 1 < units.len() && units[p + 1] == Unit::Punct;
+    let bare = (p == 0 || units[p - 1] == Unit::Punct)
+        && p + 1 < units.len()
+        && units[p + 1] == Unit::Punct;
     let mut q = p + 1;
     while q < units.len() && d <= max_w {
         let u = units[q];
@@ -119,7 +126,10 @@ pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
             if t != 0 && comma && t & (NEG_POST | UNC_POST | STRONG_POST) != 0 {
                 break;
             }
-            if t & UNC_PRE != 0 && t & UNC_POST != 0 && mention_follows(r, units, q - 1, pr.near_window) {
+            if t & UNC_PRE != 0
+                && t & UNC_POST != 0
+                && mention_follows(r, units, q - 1, pr.near_window)
+            {
                 t &= !(UNC_PRE | UNC_POST);
             }
             if t != 0 {
@@ -305,7 +315,9 @@ pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
     let mut any_abnormal = false;
     let (mut normal, mut weak) = (false, false);
     for &q in &mods[..n] {
-        let c = entry(r, units[q]).map(|e| e.mod_class(group)).unwrap_or(MOD_NONE);
+        let c = entry(r, units[q])
+            .map(|e| e.mod_class(group))
+            .unwrap_or(MOD_NONE);
         match c {
             MOD_ABNORMAL => {
                 any_abnormal = true;

@@ -49,7 +49,12 @@ impl Tokens {
 
     fn push_punct(&mut self, kind: u8, ids: [u32; 2]) {
         let (ch, id) = Self::punct(kind, ids);
-        self.toks.push(Tok { kind, start: self.hay.len(), id, len: 1 });
+        self.toks.push(Tok {
+            kind,
+            start: self.hay.len(),
+            id,
+            len: 1,
+        });
         self.hay.extend_from_slice(&[0x01, ch, 0x02]);
     }
 
@@ -123,10 +128,20 @@ pub fn tokenize(text: &str, rules: &Rules, out: &mut Tokens) {
             }
             let start = out.hay.len();
             out.hay.push(0x01);
-            out.hay.extend(b[i..j].iter().map(|c| c.to_ascii_lowercase()));
-            let id = rules.vocab.get(&out.hay[start + 1..]).copied().unwrap_or(NONE);
+            out.hay
+                .extend(b[i..j].iter().map(|c| c.to_ascii_lowercase()));
+            let id = rules
+                .vocab
+                .get(&out.hay[start + 1..])
+                .copied()
+                .unwrap_or(NONE);
             out.hay.push(0x02);
-            out.toks.push(Tok { kind: WORD, start, id, len: (j - i) as u32 });
+            out.toks.push(Tok {
+                kind: WORD,
+                start,
+                id,
+                len: (j - i) as u32,
+            });
             i = j;
             continue;
         }
@@ -134,19 +149,17 @@ pub fn tokenize(text: &str, rules: &Rules, out: &mut Tokens) {
         let next = if i + 1 < n { b[i + 1] } else { 0 };
         match ch {
             b'.' => {
-                if prev.is_ascii_digit() && next.is_ascii_digit() {
-                } else if prev.is_ascii_alphanumeric() && rules.is_abbrev(out.last_word()) {
-                } else {
+                // a decimal point or an abbreviation's period does not end the sentence
+                let decimal = prev.is_ascii_digit() && next.is_ascii_digit();
+                let abbrev = prev.is_ascii_alphanumeric() && rules.is_abbrev(out.last_word());
+                if !decimal && !abbrev {
                     out.emit(BREAK, ids);
                 }
             }
             b'?' | b'!' | b';' => out.emit(BREAK, ids),
             b',' => out.emit(COMMA, ids),
-            b':' => {
-                if !(prev.is_ascii_digit() && next.is_ascii_digit()) {
-                    out.emit(COLON, ids);
-                }
-            }
+            b':' if !(prev.is_ascii_digit() && next.is_ascii_digit()) => out.emit(COLON, ids),
+            b':' => {} // a time such as 10:30
             b'\n' => {
                 let mut j = i + 1;
                 let mut newlines = 1;
@@ -160,8 +173,14 @@ pub fn tokenize(text: &str, rules: &Rules, out: &mut Tokens) {
                     out.emit(PARA, ids);
                 } else if j < n {
                     let c = b[j];
-                    let upper_word = c.is_ascii_uppercase() && j + 1 < n && b[j + 1].is_ascii_lowercase();
-                    if c == b'-' || c == b'*' || c.is_ascii_digit() || upper_word || b[j..].starts_with(BULLET) {
+                    let upper_word =
+                        c.is_ascii_uppercase() && j + 1 < n && b[j + 1].is_ascii_lowercase();
+                    if c == b'-'
+                        || c == b'*'
+                        || c.is_ascii_digit()
+                        || upper_word
+                        || b[j..].starts_with(BULLET)
+                    {
                         out.emit(BREAK, ids);
                     }
                 }
@@ -197,14 +216,20 @@ mod tests {
     #[test]
     fn splits_sentences_not_decimals_or_abbreviations() {
         assert_eq!(kinds("A 1.5 cm nodule. No effusion."), "wwwww|ww|");
-        assert_eq!(kinds("Discussed with Dr. Smith at 3:15 p.m. today."), "wwwwwwwwww|");
+        assert_eq!(
+            kinds("Discussed with Dr. Smith at 3:15 p.m. today."),
+            "wwwwwwwwww|"
+        );
         assert_eq!(kinds("Atelectasis vs. pneumonia"), "www");
         assert_eq!(kinds("e.g. consolidation"), "www");
     }
 
     #[test]
     fn lists_newlines_and_paragraphs() {
-        assert_eq!(kinds("IMPRESSION:\n1. No pneumothorax\n2. Small effusion"), "w:|w|ww|w|ww");
+        assert_eq!(
+            kinds("IMPRESSION:\n1. No pneumothorax\n2. Small effusion"),
+            "w:|w|ww|w|ww"
+        );
         assert_eq!(kinds("no effusion or\npneumothorax"), "wwww");
         assert_eq!(kinds("No pneumothorax\n\nMild atelectasis"), "ww#ww");
         assert_eq!(kinds("No pneumothorax\nMild atelectasis"), "ww|ww");
@@ -216,6 +241,9 @@ mod tests {
     fn lowercases_and_splits_on_anything_else() {
         let mut t = Tokens::default();
         tokenize("Air-Space ÉDEMA\u{0}x", rules(), &mut t);
-        assert_eq!(t.hay, b"\x01air\x02\x01space\x02\x01dema\x02\x01x\x02".to_vec());
+        assert_eq!(
+            t.hay,
+            b"\x01air\x02\x01space\x02\x01dema\x02\x01x\x02".to_vec()
+        );
     }
 }

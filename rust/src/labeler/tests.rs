@@ -7,7 +7,10 @@ use proptest::prelude::*;
 
 fn codes(text: &str) -> Vec<(&'static str, i8)> {
     let l = label_report(text);
-    (0..N_OBS).filter(|&i| l[i] != BLANK).map(|i| (crate::observations::OBSERVATIONS[i], l[i])).collect()
+    (0..N_OBS)
+        .filter(|&i| l[i] != BLANK)
+        .map(|i| (crate::observations::OBSERVATIONS[i], l[i]))
+        .collect()
 }
 
 fn get(l: &Labels, name: &str) -> i8 {
@@ -35,64 +38,138 @@ fn empty_and_whitespace_are_blank() {
 
 #[test]
 fn negation_before_and_after() {
-    check("No pneumothorax.", &[("Pneumothorax", 0), ("No Finding", 1)]);
-    check("Pneumothorax is not seen.", &[("Pneumothorax", 0), ("No Finding", 1)]);
-    check("The left pleural effusion has resolved.", &[("Pleural Effusion", 0), ("No Finding", 1)]);
+    check(
+        "No pneumothorax.",
+        &[("Pneumothorax", 0), ("No Finding", 1)],
+    );
+    check(
+        "Pneumothorax is not seen.",
+        &[("Pneumothorax", 0), ("No Finding", 1)],
+    );
+    check(
+        "The left pleural effusion has resolved.",
+        &[("Pleural Effusion", 0), ("No Finding", 1)],
+    );
     check(
         "No focal consolidation, pleural effusion, or pneumothorax.",
-        &[("Consolidation", 0), ("Pleural Effusion", 0), ("Pneumothorax", 0), ("No Finding", 1)],
+        &[
+            ("Consolidation", 0),
+            ("Pleural Effusion", 0),
+            ("Pneumothorax", 0),
+            ("No Finding", 1),
+        ],
     );
-    check("No XXXX of pleural effusion.", &[("Pleural Effusion", 0), ("No Finding", 1)]);
+    check(
+        "No XXXX of pleural effusion.",
+        &[("Pleural Effusion", 0), ("No Finding", 1)],
+    );
 }
 
 #[test]
 fn scopes_end_at_contrast_words_and_sentences() {
-    check("No pneumothorax, but there is a small left pleural effusion.", &[("Pneumothorax", 0), ("Pleural Effusion", 1)]);
-    check("No effusion; small left apical pneumothorax.", &[("Pneumothorax", 1), ("Pleural Effusion", 0)]);
-    check("No pneumothorax. Small left effusion.", &[("Pneumothorax", 0), ("Pleural Effusion", 1)]);
+    check(
+        "No pneumothorax, but there is a small left pleural effusion.",
+        &[("Pneumothorax", 0), ("Pleural Effusion", 1)],
+    );
+    check(
+        "No effusion; small left apical pneumothorax.",
+        &[("Pneumothorax", 1), ("Pleural Effusion", 0)],
+    );
+    check(
+        "No pneumothorax. Small left effusion.",
+        &[("Pneumothorax", 0), ("Pleural Effusion", 1)],
+    );
 }
 
 #[test]
 fn uncertainty() {
-    check("Possible small right pleural effusion.", &[("Pleural Effusion", -1)]);
+    check(
+        "Possible small right pleural effusion.",
+        &[("Pleural Effusion", -1)],
+    );
     check("Pneumonia cannot be excluded.", &[("Pneumonia", -1)]);
-    check("No definite consolidation, although early pneumonia cannot be excluded.", &[("Consolidation", 0), ("Pneumonia", -1)]);
-    check("Left basilar atelectasis versus consolidation.", &[("Atelectasis", -1), ("Consolidation", -1)]);
-    check("Retrocardiac opacity, likely atelectasis.", &[("Lung Opacity", 1), ("Atelectasis", -1)]);
+    check(
+        "No definite consolidation, although early pneumonia cannot be excluded.",
+        &[("Consolidation", 0), ("Pneumonia", -1)],
+    );
+    check(
+        "Left basilar atelectasis versus consolidation.",
+        &[("Atelectasis", -1), ("Consolidation", -1)],
+    );
+    check(
+        "Retrocardiac opacity, likely atelectasis.",
+        &[("Lung Opacity", 1), ("Atelectasis", -1)],
+    );
 }
 
 #[test]
 fn pseudo_negations_negate_nothing() {
-    check("No change in the small left pneumothorax.", &[("Pneumothorax", 1)]);
-    check("No significant change in the moderate cardiomegaly.", &[("Cardiomegaly", 1)]);
-    check("The right pleural effusion has not resolved.", &[("Pleural Effusion", 1)]);
+    check(
+        "No change in the small left pneumothorax.",
+        &[("Pneumothorax", 1)],
+    );
+    check(
+        "No significant change in the moderate cardiomegaly.",
+        &[("Cardiomegaly", 1)],
+    );
+    check(
+        "The right pleural effusion has not resolved.",
+        &[("Pleural Effusion", 1)],
+    );
 }
 
 #[test]
 fn normal_statements() {
-    check("The lungs are clear.", &[("Lung Opacity", 0), ("No Finding", 1)]);
-    check("Heart size is normal.", &[("Cardiomegaly", 0), ("No Finding", 1)]);
+    check(
+        "The lungs are clear.",
+        &[("Lung Opacity", 0), ("No Finding", 1)],
+    );
+    check(
+        "Heart size is normal.",
+        &[("Cardiomegaly", 0), ("No Finding", 1)],
+    );
     check("The heart is enlarged.", &[("Cardiomegaly", 1)]);
-    check("The cardiomediastinal silhouette is within normal limits.", &[("Enlarged Cardiomediastinum", 0), ("No Finding", 1)]);
-    check("Osseous structures are intact.", &[("Fracture", 0), ("No Finding", 1)]);
-    check("The costophrenic angles are sharp.", &[("Pleural Effusion", 0), ("No Finding", 1)]);
+    check(
+        "The cardiomediastinal silhouette is within normal limits.",
+        &[("Enlarged Cardiomediastinum", 0), ("No Finding", 1)],
+    );
+    check(
+        "Osseous structures are intact.",
+        &[("Fracture", 0), ("No Finding", 1)],
+    );
+    check(
+        "The costophrenic angles are sharp.",
+        &[("Pleural Effusion", 0), ("No Finding", 1)],
+    );
     check("Borderline heart size.", &[("Cardiomegaly", -1)]);
 }
 
 #[test]
 fn support_devices_do_not_block_no_finding() {
-    check("Endotracheal tube terminates 4 cm above the carina.", &[("Support Devices", 1), ("No Finding", 1)]);
-    check("The endotracheal tube has been removed.", &[("Support Devices", 0), ("No Finding", 1)]);
+    check(
+        "Endotracheal tube terminates 4 cm above the carina.",
+        &[("Support Devices", 1), ("No Finding", 1)],
+    );
+    check(
+        "The endotracheal tube has been removed.",
+        &[("Support Devices", 0), ("No Finding", 1)],
+    );
 }
 
 #[test]
 fn sections_and_lists() {
-    check("INDICATION: Evaluate for pneumonia.\nFINDINGS: The lungs are clear.", &[("Lung Opacity", 0), ("No Finding", 1)]);
+    check(
+        "INDICATION: Evaluate for pneumonia.\nFINDINGS: The lungs are clear.",
+        &[("Lung Opacity", 0), ("No Finding", 1)],
+    );
     check(
         "IMPRESSION:\n1. No pneumothorax\n2. Small right pleural effusion",
         &[("Pneumothorax", 0), ("Pleural Effusion", 1)],
     );
-    check("No pneumothorax\n\nMild bibasilar atelectasis", &[("Pneumothorax", 0), ("Atelectasis", 1)]);
+    check(
+        "No pneumothorax\n\nMild bibasilar atelectasis",
+        &[("Pneumothorax", 0), ("Atelectasis", 1)],
+    );
 }
 
 #[test]
@@ -152,10 +229,46 @@ fn hostile_char() -> impl Strategy<Value = char> {
 }
 
 const WORDS: &[&str] = &[
-    "no", "not", "without", "possible", "cannot", "be", "excluded", "or", "versus", "vs", "but", "however",
-    "effusion", "pleural", "pneumothorax", "cardiomegaly", "heart", "size", "normal", "enlarged", "lungs",
-    "clear", "opacity", "consolidation", "edema", "atelectasis", "tube", "fracture", "intact", "XXXX",
-    "change", "stable", "unchanged", "new", "findings:", "impression:", "indication:", "1.", "Dr.", "2.5",
+    "no",
+    "not",
+    "without",
+    "possible",
+    "cannot",
+    "be",
+    "excluded",
+    "or",
+    "versus",
+    "vs",
+    "but",
+    "however",
+    "effusion",
+    "pleural",
+    "pneumothorax",
+    "cardiomegaly",
+    "heart",
+    "size",
+    "normal",
+    "enlarged",
+    "lungs",
+    "clear",
+    "opacity",
+    "consolidation",
+    "edema",
+    "atelectasis",
+    "tube",
+    "fracture",
+    "intact",
+    "XXXX",
+    "change",
+    "stable",
+    "unchanged",
+    "new",
+    "findings:",
+    "impression:",
+    "indication:",
+    "1.",
+    "Dr.",
+    "2.5",
 ];
 
 proptest! {
@@ -189,7 +302,9 @@ proptest! {
 #[test]
 #[ignore]
 fn speed_probe() {
-    let Ok(path) = std::env::var("MRGFAST_CORPUS") else { return };
+    let Ok(path) = std::env::var("MRGFAST_CORPUS") else {
+        return;
+    };
     let text = std::fs::read_to_string(path).expect("corpus");
     // a JSON list of strings, parsed crudely (no serde in this crate)
     let body = text.trim().trim_start_matches('[').trim_end_matches(']');
@@ -200,7 +315,12 @@ fn speed_probe() {
     for ch in body.chars() {
         if in_str {
             if esc {
-                cur.push(match ch { 'n' => '\n', 't' => '\t', 'r' => '\r', c => c });
+                cur.push(match ch {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    c => c,
+                });
                 esc = false;
             } else if ch == '\\' {
                 esc = true;
@@ -223,29 +343,60 @@ fn speed_probe() {
         }
     }
     let dt = t.elapsed().as_secs_f64();
-    println!("{} reports x5 in {:.3}s: {:.0} reports/s/thread ({acc})", reports.len(), dt, 5.0 * reports.len() as f64 / dt);
+    println!(
+        "{} reports x5 in {:.3}s: {:.0} reports/s/thread ({acc})",
+        reports.len(),
+        dt,
+        5.0 * reports.len() as f64 / dt
+    );
 }
 
 #[test]
 #[ignore]
 fn speed_phases() {
-    let Ok(path) = std::env::var("MRGFAST_CORPUS") else { return };
+    let Ok(path) = std::env::var("MRGFAST_CORPUS") else {
+        return;
+    };
     let text = std::fs::read_to_string(path).expect("corpus");
-    let reports: Vec<String> = text.split("\", \"").map(|s| s.replace("\\n", "\n")).collect();
+    let reports: Vec<String> = text
+        .split("\", \"")
+        .map(|s| s.replace("\\n", "\n"))
+        .collect();
     let r = super::rules::rules();
     let mut toks = super::sentences::Tokens::default();
     let t = std::time::Instant::now();
     let mut acc = 0usize;
-    for _ in 0..5 { for rep in &reports { super::sentences::tokenize(rep, r, &mut toks); acc += toks.toks.len(); } }
+    for _ in 0..5 {
+        for rep in &reports {
+            super::sentences::tokenize(rep, r, &mut toks);
+            acc += toks.toks.len();
+        }
+    }
     let tok = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    for _ in 0..5 { for rep in &reports { super::sentences::tokenize(rep, r, &mut toks); for i in 0..toks.toks.len() { acc += super::match_at(r, &toks, i) as usize & 1; } } }
+    for _ in 0..5 {
+        for rep in &reports {
+            super::sentences::tokenize(rep, r, &mut toks);
+            for i in 0..toks.toks.len() {
+                acc += super::match_at(r, &toks, i) as usize & 1;
+            }
+        }
+    }
     let ac = t.elapsed().as_secs_f64() - tok;
     let t = std::time::Instant::now();
-    for _ in 0..5 { for rep in &reports { acc += label_report(rep)[2] as usize; } }
+    for _ in 0..5 {
+        for rep in &reports {
+            acc += label_report(rep)[2] as usize;
+        }
+    }
     let all = t.elapsed().as_secs_f64();
     let n = 5.0 * reports.len() as f64;
-    println!("per report: tokenize {:.2}us, ac {:.2}us, total {:.2}us ({acc})", tok / n * 1e6, ac / n * 1e6, all / n * 1e6);
+    println!(
+        "per report: tokenize {:.2}us, ac {:.2}us, total {:.2}us ({acc})",
+        tok / n * 1e6,
+        ac / n * 1e6,
+        all / n * 1e6
+    );
 }
 
 /// The token trie implements exactly the leftmost-longest Aho-Corasick semantics of the rule
@@ -262,10 +413,17 @@ fn trie_vs_automaton(text: &str) -> Result<(), TestCaseError> {
     }
     let mut i = 0;
     while i < t.toks.len() {
-        let want = by_start.get(&t.toks[i].start).copied().unwrap_or(super::rules::NONE);
+        let want = by_start
+            .get(&t.toks[i].start)
+            .copied()
+            .unwrap_or(super::rules::NONE);
         let got = super::match_at(r, &t, i);
         prop_assert_eq!(got, want, "token {} of {:?}", i, text);
-        i += if got == super::rules::NONE { 1 } else { r.entries[got as usize].tokens.len() };
+        i += if got == super::rules::NONE {
+            1
+        } else {
+            r.entries[got as usize].tokens.len()
+        };
     }
     Ok(())
 }
