@@ -62,7 +62,7 @@ def _setup_imports(args) -> dict:
         for name in [m for m in sys.modules if m == "mrgfast" or m.startswith("mrgfast.")]:
             del sys.modules[name]
         pkg = types.ModuleType("mrgfast")
-        pkg.__path__ = [str(REPO / "mrgfast"), str(REPO)]  # mrgfast/kernels -> ../kernels, or kernels/ itself
+        pkg.__path__ = [str(REPO / "mrgfast")]
         sys.modules["mrgfast"] = pkg
         import mrgfast.kernels  # noqa: F401
 

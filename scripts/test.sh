@@ -6,6 +6,4 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 cargo test --quiet
 # pytest exits 5 when it collects no test: that is a failure here too (set -e).
-# `pytest`, not `python -m pytest`: the latter puts the repository root on sys.path, where kernels/
-# would shadow Hugging Face's `kernels` package.
-.venv/bin/pytest -q "$@"
+.venv/bin/python -m pytest -q "$@"

@@ -1,9 +1,16 @@
-"""The package's shape: the `_core` stub matches the extension, kernels ship only as mrgfast.kernels."""
+"""The package's shape: the `_core` stub matches the extension, the wheel ships the whole package, kernels only
+as mrgfast.kernels."""
 
 import ast
 import importlib.util
 import inspect
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 import mrgfast
 from mrgfast import _core
@@ -50,22 +57,57 @@ def test_stub_constants_match():
         assert named["margin"] == _core.DEFAULT_MARGIN and named["uncertain"] == _core.DEFAULT_UNCERTAIN, name
 
 
-def test_kernel_links_mirror_sources():
-    sources = sorted(p.name for p in (ROOT / "kernels").glob("*.py"))
-    links = ROOT / "mrgfast" / "kernels"
-    assert not links.is_symlink(), "mrgfast/kernels must be a folder of file links (wheels skip folder links)"
-    mirrored = sorted(p.name for p in links.glob("*.py"))
-    assert mirrored == sources, "run scripts/link_kernels.sh"
-    for name in sources:
-        link = links / name
-        assert link.is_symlink() and link.resolve() == (ROOT / "kernels" / name).resolve(), name
+def test_kernels_live_inside_the_package():
+    """The ops are real files of mrgfast/kernels/ (no links, nothing to mirror); the root's kernels/ holds none."""
+    pkg = ROOT / "mrgfast" / "kernels"
+    assert not pkg.is_symlink() and (pkg / "__init__.py").is_file()
+    for path in pkg.rglob("*"):
+        assert not path.is_symlink(), f"{path} is a link"
+    assert not list((ROOT / "kernels").rglob("*.py")), "kernel sources belong in mrgfast/kernels/"
+    for folder in ("kernels", "tests", "bench"):
+        assert not (ROOT / folder / "__init__.py").exists(), f"{folder}/ must not be a regular package"
 
 
 def test_no_top_level_kernels_package_from_this_repo():
+    """With the repository root on sys.path (editable install, `python -m pytest`), `kernels` is at most a
+    namespace portion, which never shadows Hugging Face's `kernels` and which transformers treats as absent."""
     spec = importlib.util.find_spec("kernels")
-    if spec is not None:  # Hugging Face's `kernels` may be installed; ours must not be what is found
-        origin = spec.origin or str(list(spec.submodule_search_locations or []))
-        assert str(ROOT / "kernels") not in origin, origin
+    if spec is not None:
+        assert spec.origin in (None, "namespace") or str(ROOT) not in spec.origin, spec.origin
+    from transformers.utils.import_utils import is_kernels_available
+
+    if spec is None or spec.origin in (None, "namespace"):
+        assert not is_kernels_available()
     import mrgfast.kernels
 
     assert hasattr(mrgfast.kernels, "grpo_loss")
+
+
+def test_wheel_ships_every_package_file(tmp_path):
+    """Build the wheel (cargo reuses the editable install's release build) and compare it with the tree:
+    every .py under mrgfast/ (the kernels included), the data files, the extension; no top-level strays."""
+    maturin = shutil.which("maturin", path=str(Path(sys.executable).parent))
+    if maturin is None:
+        pytest.skip("maturin is not installed in this environment")
+    proc = subprocess.run(
+        [maturin, "build", "--release", "--quiet", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = tmp_path.glob("mrgfast-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {
+        p.relative_to(ROOT).as_posix()
+        for pattern in ("*.py", "*.pyi", "*.yaml", "*.jsonl", "*.txt", "py.typed")
+        for p in (ROOT / "mrgfast").rglob(pattern)
+        if "__pycache__" not in p.parts
+    }
+    assert wanted, "no package files found"
+    assert not wanted - names, f"missing from the wheel: {sorted(wanted - names)}"
+    assert any(n.startswith("mrgfast/_core") and n.endswith(".so") for n in names), "no extension in the wheel"
+    top = {n.split("/", 1)[0] for n in names}
+    assert top <= {"mrgfast", f"mrgfast-{mrgfast.__version__}.dist-info"}, top

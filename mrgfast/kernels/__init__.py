@@ -1,1 +1,10 @@
-../../kernels/__init__.py
+"""Fused GRPO loss through the LM head (imported as ``mrgfast.kernels``, never as top-level ``kernels``).
+
+``grpo_loss`` projects hidden states through the LM head chunk by chunk, so the ``[N, V]`` logits are never
+kept; its value and gradients match TRL's ``GRPOTrainer`` loss. Backends: Triton on CUDA (also under
+``TRITON_INTERPRET=1`` on CPU tensors), a chunked torch path on the CPU, and a full-logits reference for tests.
+"""
+
+from .grpo_loss import UNSUPPORTED_TRL_OPTIONS, GRPOLossOutput, grpo_loss
+
+__all__ = ["UNSUPPORTED_TRL_OPTIONS", "GRPOLossOutput", "grpo_loss"]
