@@ -5,6 +5,7 @@ The top level is the reward engine's Python API (labelling, MCCS, clinical-effic
 `mrgfast.train` the trainer.
 """
 
+from mrgfast._core import __version__ as __version__  # Cargo.toml is the one source of the version
 from mrgfast.engine import (
     BLANK,
     COMPETITION_FIVE,
@@ -17,8 +18,6 @@ from mrgfast.engine import (
     mccs_from_labels,
     mccs_group,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BLANK",

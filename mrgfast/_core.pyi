@@ -19,6 +19,9 @@ DEFAULT_UNCERTAIN: float
 """Default signed-vector value of an uncertain finding (+1.0)."""
 __version__: str
 
+def check_mccs_params(margin: float, uncertain: float) -> None:
+    """Raise ValueError unless margin lies in [0, 1) and uncertain is finite in [-1, 1] (the engine's rule)."""
+
 def label(reports: Sequence[str], threads: int | None = None) -> bytes:
     """Label each report; returns len(reports)×14 int8 codes, row-major, as bytes."""
 

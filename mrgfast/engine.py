@@ -12,18 +12,23 @@ from typing import Any
 import numpy as np
 
 from mrgfast import _core
+from mrgfast.contracts import BLANK, CODES, COMPETITION_FIVE, DEFAULT_MARGIN, DEFAULT_UNCERTAIN, OBSERVATIONS
 
-OBSERVATIONS: tuple = tuple(_core.OBSERVATIONS)
-"""The 14 CheXpert observations; the column order of every label array."""
-
-BLANK: int = int(_core.BLANK)
-"""Code of an observation the report does not mention in int8 arrays (-128)."""
-
-DEFAULT_MARGIN: float = float(_core.DEFAULT_MARGIN)
-DEFAULT_UNCERTAIN: float = float(_core.DEFAULT_UNCERTAIN)
-
-COMPETITION_FIVE: tuple = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
-"""The 5-observation CheXpert competition subset used by many report-generation papers."""
+__all__ = [
+    "BLANK",
+    "COMPETITION_FIVE",
+    "DEFAULT_MARGIN",
+    "DEFAULT_UNCERTAIN",
+    "OBSERVATIONS",
+    "as_labels",
+    "ce_metrics",
+    "label",
+    "mccs",
+    "mccs_from_labels",
+    "mccs_group",
+    "to_float",
+    "to_records",
+]
 
 Record = dict[str, float | None]
 
@@ -41,7 +46,7 @@ def label(reports: Sequence[str], *, threads: int | None = None, records: bool =
 
 def to_records(labels: np.ndarray) -> list[Record]:
     """CheXpert-style records from an (n, 14) int8 label array."""
-    labels = _as_labels(labels, "labels")
+    labels = as_labels(labels, "labels")
     return [
         {obs: (None if code == BLANK else float(code)) for obs, code in zip(OBSERVATIONS, row.tolist())}
         for row in labels
@@ -50,7 +55,7 @@ def to_records(labels: np.ndarray) -> list[Record]:
 
 def to_float(labels: np.ndarray) -> np.ndarray:
     """An int8 label array as float32 with NaN for blank (as in the CheXpert CSVs)."""
-    labels = _as_labels(labels, "labels")
+    labels = as_labels(labels, "labels")
     out = labels.astype(np.float32)
     out[labels == BLANK] = np.nan
     return out
@@ -90,8 +95,8 @@ def mccs_from_labels(
     uncertain: float = DEFAULT_UNCERTAIN,
 ) -> np.ndarray:
     """MCCS from label arrays already computed (n×14 int8 each)."""
-    g = _as_labels(generated, "generated")
-    r = _as_labels(references, "references")
+    g = as_labels(generated, "generated")
+    r = as_labels(references, "references")
     return np.frombuffer(_core.mccs_from_labels(g.tobytes(), r.tobytes(), margin, uncertain), dtype="<f8").copy()
 
 
@@ -144,18 +149,19 @@ def ce_metrics(
 
 def _labels_or_texts(x: Any, name: str, threads: int | None) -> np.ndarray:
     if isinstance(x, np.ndarray):
-        return _as_labels(x, name)
+        return as_labels(x, name)
     return label(x, threads=threads)
 
 
-def _as_labels(x: Any, name: str) -> np.ndarray:
+def as_labels(x: Any, name: str) -> np.ndarray:
+    """`x` as a C-contiguous (n, 14) int8 label array; errors name `name` and the first bad cell."""
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[1] != len(OBSERVATIONS):
         raise ValueError(f"{name} must have shape (n, {len(OBSERVATIONS)}), got {arr.shape}")
     if arr.dtype != np.int8:
         if not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"{name} must be an integer label array (int8 codes), got dtype {arr.dtype}")
-        bad = ~np.isin(arr, (1, 0, -1, BLANK))
+        bad = ~np.isin(arr, CODES)
         if bad.any():
             i, j = map(int, np.argwhere(bad)[0])
             raise ValueError(f"{name}[{i}, {j}] ({OBSERVATIONS[j]}) is {arr[i, j]}, not a code (1, 0, -1 or {BLANK})")

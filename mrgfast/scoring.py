@@ -23,7 +23,7 @@ Texts = Sequence[str] | np.ndarray
 
 def _labels(x: Texts, name: str, threads: int | None, extract: bool) -> np.ndarray:
     if isinstance(x, np.ndarray):
-        return engine._as_labels(x, name)
+        return engine.as_labels(x, name)
     texts = list(x)
     for i, t in enumerate(texts):
         if not isinstance(t, str):

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from mrgfast.contracts import check_mccs_params
+
 HELP = "generate reports for a split and score them: CE, MCCS, format rate, BLEU/METEOR/ROUGE-L/CIDEr"
 
 DESCRIPTION = """\
@@ -166,11 +168,10 @@ def options_from_args(args):
 
 
 def main(args) -> int:
-    if not 0.0 <= args.margin < 1.0:
-        print(f"mrgfast eval: --margin must lie in [0, 1), got {args.margin}", file=sys.stderr)
-        return 2
-    if not -1.0 <= args.uncertain <= 1.0:
-        print(f"mrgfast eval: --uncertain must lie in [-1, 1], got {args.uncertain}", file=sys.stderr)
+    try:
+        check_mccs_params(args.margin, args.uncertain)
+    except ValueError as e:
+        print(f"mrgfast eval: --margin/--uncertain: {e}", file=sys.stderr)
         return 2
     if args.threads is not None and args.threads < 1:
         print("mrgfast eval: --threads must be >= 1", file=sys.stderr)

@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from mrgfast.contracts import check_mccs_params
+
 HELP = "score generated reports against references: MCCS and the CE table (JSON + F1 bar chart)"
 
 DESCRIPTION = """\
@@ -149,11 +151,10 @@ def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         print("mrgfast score: --threads must be >= 1", file=sys.stderr)
         return 2
-    if not (0.0 <= args.margin < 1.0):
-        print(f"mrgfast score: --margin must lie in [0, 1), got {args.margin}", file=sys.stderr)
-        return 2
-    if not (-1.0 <= args.uncertain <= 1.0):
-        print(f"mrgfast score: --uncertain must lie in [-1, 1], got {args.uncertain}", file=sys.stderr)
+    try:
+        check_mccs_params(args.margin, args.uncertain)
+    except ValueError as e:
+        print(f"mrgfast score: --margin/--uncertain: {e}", file=sys.stderr)
         return 2
     try:
         pred_stream = read_rows(

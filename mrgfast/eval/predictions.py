@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REQUIRED = ("id", "generated", "report", "reference")
+from mrgfast.contracts import PREDICTION_FIELDS as REQUIRED
 
 
 class PredictionsError(ValueError):

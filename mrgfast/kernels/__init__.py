@@ -5,6 +5,6 @@ kept; its value and gradients match TRL's ``GRPOTrainer`` loss. Backends: Triton
 ``TRITON_INTERPRET=1`` on CPU tensors), a chunked torch path on the CPU, and a full-logits reference for tests.
 """
 
-from .grpo_loss import UNSUPPORTED_TRL_OPTIONS, GRPOLossOutput, grpo_loss
+from .grpo_loss import SUPPORTED_LOSS_TYPES, UNSUPPORTED_TRL_OPTIONS, GRPOLossOutput, grpo_loss
 
-__all__ = ["UNSUPPORTED_TRL_OPTIONS", "GRPOLossOutput", "grpo_loss"]
+__all__ = ["SUPPORTED_LOSS_TYPES", "UNSUPPORTED_TRL_OPTIONS", "GRPOLossOutput", "grpo_loss"]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mrgfast.contracts import DEFAULT_MARGIN, DEFAULT_UNCERTAIN, check_mccs_params
 from mrgfast.reference.labeler import (
     BLANK,
     NEGATIVE,
@@ -24,9 +25,6 @@ from mrgfast.reference.labeler import (
     sentences,
     tokenize,
 )
-
-DEFAULT_MARGIN = 0.5
-DEFAULT_UNCERTAIN = 1.0
 
 __all__ = [
     "BLANK",
@@ -73,11 +71,8 @@ def mccs_labels(
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
 ) -> float:
-    """MCCS of two label rows (ARCHITECTURE.md): cosine of signed vectors, margin-shaped."""
-    if not (0.0 <= margin < 1.0):
-        raise ValueError(f"margin must be in [0, 1), got {margin}")
-    if not (math.isfinite(uncertain) and -1.0 <= uncertain <= 1.0):
-        raise ValueError(f"uncertain must be a finite value in [-1, 1], got {uncertain}")
+    """MCCS of two label rows (docs/ARCHITECTURE.md): cosine of signed vectors, margin-shaped."""
+    check_mccs_params(margin, uncertain)
     g = _signed(generated, uncertain)
     r = _signed(reference, uncertain)
     dot = gg = rr = 0.0

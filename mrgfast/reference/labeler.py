@@ -32,25 +32,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-OBSERVATIONS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+from mrgfast.contracts import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+
 N_OBS = len(OBSERVATIONS)
-POSITIVE, NEGATIVE, UNCERTAIN, BLANK = 1, 0, -1, -128
-NO_FINDING, SUPPORT_DEVICES = 0, 13
+NO_FINDING, SUPPORT_DEVICES = OBSERVATIONS.index("No Finding"), OBSERVATIONS.index("Support Devices")
 
 RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.txt")
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mrgfast.contracts import check_mccs_params
 from mrgfast.reward.completions import normalize_completions
 
 logger = logging.getLogger("mrgfast.reward")
@@ -105,3 +106,10 @@ def reference_column(columns: Mapping[str, Any], column: str, n: int, who: str) 
 def check_length(name: str, values: Sequence[Any], n: int, who: str) -> None:
     if values is not None and len(values) != n:
         raise ValueError(f"{who}: {name} has {len(values)} items but there are {n} completions")
+
+
+def check_reward_settings(reference_column: str, margin: float, uncertain: float) -> None:
+    """Constructor checks shared by the reward classes."""
+    if not isinstance(reference_column, str) or not reference_column:
+        raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
+    check_mccs_params(margin, uncertain)

@@ -16,22 +16,8 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
-from mrgfast.reward._common import RewardFunction, check_length, reference_column
+from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, reference_column
 from mrgfast.reward.format import parse_completion
-
-
-def _check_params(margin: float, uncertain: float) -> None:
-    if not (0.0 <= float(margin) < 1.0):
-        raise ValueError(f"margin must lie in [0, 1), got {margin!r}")
-    if not (-1.0 <= float(uncertain) <= 1.0):
-        raise ValueError(f"uncertain must lie in [-1, 1], got {uncertain!r}")
-
-
-def _check_settings(reference_column: str, margin: float, uncertain: float) -> None:
-    """Constructor checks shared by the reward classes."""
-    if not isinstance(reference_column, str) or not reference_column:
-        raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
-    _check_params(margin, uncertain)
 
 
 def mccs_scores(
@@ -123,7 +109,7 @@ class MCCSReward(RewardFunction):
         name: str = "mccs_reward",
     ):
         super().__init__(name)
-        _check_settings(reference_column, margin, uncertain)
+        check_reward_settings(reference_column, margin, uncertain)
         self.reference_column = reference_column
         self.margin = float(margin)
         self.uncertain = float(uncertain)

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
-from mrgfast.reward._common import RewardFunction, check_length, reference_column
-from mrgfast.reward.clinical import _check_settings, mccs_of_reports
+from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, reference_column
+from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.format import parse_completion
 
 MCCS_WEIGHT = 0.75
@@ -41,7 +41,7 @@ class MRGReward(RewardFunction):
         name: str = "mrg_reward",
     ):
         super().__init__(name)
-        _check_settings(reference_column, margin, uncertain)
+        check_reward_settings(reference_column, margin, uncertain)
         for wname, w in (("mccs_weight", mccs_weight), ("format_weight", format_weight)):
             if not np.isfinite(float(w)):
                 raise ValueError(f"{wname} must be finite, got {w!r}")

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
-from mrgfast.reward.clinical import _check_params, mccs_of_reports
+from mrgfast.contracts import check_mccs_params
+from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
 from mrgfast.reward.format import parse_completion
@@ -108,7 +109,7 @@ def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequen
         refs.append(label)
     margin = _env_float("MRGFAST_MARGIN", engine.DEFAULT_MARGIN)
     uncertain = _env_float("MRGFAST_UNCERTAIN", engine.DEFAULT_UNCERTAIN)
-    _check_params(margin, uncertain)
+    check_mccs_params(margin, uncertain)
     w_m = _env_float("MRGFAST_MCCS_WEIGHT", MCCS_WEIGHT)
     w_f = _env_float("MRGFAST_FORMAT_WEIGHT", FORMAT_WEIGHT)
     texts: list[str | None] = []

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
-from mrgfast.reward.clinical import _check_params, mccs_of_reports
+from mrgfast.contracts import check_mccs_params
+from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
 from mrgfast.reward.format import parse_completion
@@ -63,7 +64,7 @@ def _score_all(
     details: bool,
     what: str,
 ) -> list[Score]:
-    _check_params(margin, uncertain)
+    check_mccs_params(margin, uncertain)
     n = len(solution_strs)
     if len(ground_truths) != n:
         raise ValueError(f"mrgfast verl reward: {n} solution_strs but {len(ground_truths)} ground_truths")

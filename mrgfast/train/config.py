@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from mrgfast.contracts import DEFAULT_MARGIN, DEFAULT_UNCERTAIN, check_mccs_params
+
 STAGES = ("sft", "grpo")
 
 
@@ -89,8 +91,10 @@ class MrgConfig:
     # ---- reward
     mccs_weight: float = field(default=0.75, metadata={"help": "Weight of the MCCS reward (paper: 0.75)."})
     format_weight: float = field(default=0.25, metadata={"help": "Weight of the format reward (paper: 0.25)."})
-    mccs_margin: float = field(default=0.5, metadata={"help": "MCCS margin m."})
-    mccs_uncertain: float = field(default=1.0, metadata={"help": "Signed value of an uncertain finding."})
+    mccs_margin: float = field(default=DEFAULT_MARGIN, metadata={"help": "MCCS margin m, in [0, 1)."})
+    mccs_uncertain: float = field(
+        default=DEFAULT_UNCERTAIN, metadata={"help": "Signed value of an uncertain finding, in [-1, 1]."}
+    )
     reward_threads: int | None = field(default=None, metadata={"help": "Labeler threads (None: all cores)."})
     use_fused_loss: bool = field(
         default=True,
@@ -305,8 +309,10 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
         )
     if mrg.mccs_weight < 0 or mrg.format_weight < 0 or mrg.mccs_weight + mrg.format_weight == 0:
         raise ConfigError("reward weights must be non-negative and not both zero")
-    if not 0 <= mrg.mccs_margin < 1:
-        raise ConfigError(f"mccs_margin must be in [0, 1), got {mrg.mccs_margin}")
+    try:
+        check_mccs_params(mrg.mccs_margin, mrg.mccs_uncertain)
+    except ValueError as e:
+        raise ConfigError(f"mccs_margin/mccs_uncertain: {e}") from None
 
     built = {}
     for s, cls in classes.items():

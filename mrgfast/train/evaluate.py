@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
+from mrgfast.contracts import DEFAULT_MARGIN, DEFAULT_UNCERTAIN
+from mrgfast.eval.predictions import Prediction
+from mrgfast.reward.format import extract_report
+
 log = logging.getLogger("mrgfast.eval")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def generate_reports(
@@ -33,7 +48,13 @@ def generate_reports(
     return outs
 
 
-def score(completions: list[str], references: list[str], *, margin: float = 0.5, uncertain: float = 1.0) -> dict:
+def score(
+    completions: list[str],
+    references: list[str],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
+) -> dict:
     """The trainer's summary of :func:`mrgfast.eval.metrics.eval_metrics` (same code as eval and score)."""
     from mrgfast.eval.metrics import eval_metrics
 
@@ -60,8 +81,8 @@ def evaluate(
     tag: str,
     batch_size: int = 32,
     max_new_tokens: int = 128,
-    margin: float = 0.5,
-    uncertain: float = 1.0,
+    margin: float = DEFAULT_MARGIN,
+    uncertain: float = DEFAULT_UNCERTAIN,
 ) -> dict:
     t0 = time.time()
     completions = generate_reports(
@@ -72,10 +93,10 @@ def evaluate(
     res["seconds"] = round(time.time() - t0, 1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / f"predictions_{tag}.jsonl", "w") as fh:
-        for s, c in zip(studies, completions):
-            fh.write(json.dumps({"id": s.id, "completion": c, "reference": s.report}) + "\n")
-    (out_dir / f"eval_{tag}.json").write_text(json.dumps(res, indent=1))
+    # the predictions schema of `mrgfast eval` (mrgfast.contracts.PREDICTION_FIELDS), readable by `mrgfast score`
+    lines = [Prediction(s.id, c, extract_report(c), s.report).to_json() + "\n" for s, c in zip(studies, completions)]
+    write_text_atomic(out_dir / f"predictions_{tag}.jsonl", "".join(lines))
+    write_text_atomic(out_dir / f"eval_{tag}.json", json.dumps(res, indent=1))
     log.info(
         "eval %s: CE-F1(micro)=%.4f MCCS=%.4f format=%.3f (n=%d, %.0fs)",
         tag,

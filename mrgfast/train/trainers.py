@@ -75,9 +75,12 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
         if self.use_fused_loss and not fused_loss_available():
             log.warning("use_fused_loss is on but mrgfast.kernels.grpo_loss is not importable: using TRL's loss")
             self.use_fused_loss = False
-        if self.use_fused_loss and self.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo"):
-            log.warning("fused loss supports grpo/bnpo/dr_grpo/dapo, not %s: using TRL's loss", self.loss_type)
-            self.use_fused_loss = False
+        if self.use_fused_loss:
+            from mrgfast.kernels import SUPPORTED_LOSS_TYPES
+
+            if self.loss_type not in SUPPORTED_LOSS_TYPES:
+                log.warning("fused loss supports %s, not %s: using TRL's loss", SUPPORTED_LOSS_TYPES, self.loss_type)
+                self.use_fused_loss = False
         if self.use_fused_loss and (
             self.top_entropy_quantile < 1.0
             or self.off_policy_mask_threshold is not None

@@ -51,6 +51,12 @@ fn params(margin: f64, uncertain: f64) -> PyResult<MccsParams> {
     MccsParams::new(margin, uncertain).map_err(PyValueError::new_err)
 }
 
+/// The engine's MCCS parameter check, so every Python caller refuses the same values with the same words.
+#[pyfunction]
+fn check_mccs_params(margin: f64, uncertain: f64) -> PyResult<()> {
+    params(margin, uncertain).map(|_| ())
+}
+
 fn labels_from_bytes(buf: &[u8], name: &str) -> PyResult<Vec<Labels>> {
     if buf.len() % N_OBS != 0 {
         return Err(PyValueError::new_err(format!(
@@ -228,6 +234,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_UNCERTAIN", DEFAULT_UNCERTAIN)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(label, m)?)?;
+    m.add_function(wrap_pyfunction!(check_mccs_params, m)?)?;
     m.add_function(wrap_pyfunction!(mccs_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(mccs_group, m)?)?;
     m.add_function(wrap_pyfunction!(mccs_from_labels, m)?)?;

@@ -219,6 +219,7 @@ def test_fused_loss_switch_matches_trl(tmp_path, synth_dir, tiny_model_dir, monk
 
         fake = types.ModuleType("mrgfast.kernels")
         fake.grpo_loss = _reference_grpo_loss
+        fake.SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")  # the stand-in exports the real contract
         monkeypatch.setitem(sys.modules, "mrgfast.kernels", fake)
     trainer = _grpo_trainer(tmp_path, synth_dir, tiny_model_dir, small, loss_type=loss_type, beta="0.05", _fused=True)
     assert trainer.use_fused_loss

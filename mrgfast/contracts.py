@@ -1,0 +1,48 @@
+"""The contracts every layer shares, in one place: observation order and codes, MCCS defaults and their
+check, observation subsets, the predictions-file schema. Everything else imports them from here.
+
+Values the Rust engine owns (order, codes, defaults, the parameter rule) are read from the extension, so
+Python can never disagree with what the engine computes.
+"""
+
+from __future__ import annotations
+
+from mrgfast import _core
+
+OBSERVATIONS: tuple[str, ...] = tuple(_core.OBSERVATIONS)
+"""The 14 CheXpert observations; the column order of every label array (No Finding first)."""
+
+BLANK: int = int(_core.BLANK)
+"""Code of an observation the report does not mention in int8 arrays (-128)."""
+
+POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
+CODES: tuple[int, ...] = (POSITIVE, NEGATIVE, UNCERTAIN, BLANK)
+"""Every valid code of an int8 label array (the CheXpert CSV codes, blank as `BLANK`)."""
+
+DEFAULT_MARGIN: float = float(_core.DEFAULT_MARGIN)
+"""MCCS margin m: only cosine agreement above m is rewarded (docs/ARCHITECTURE.md says why 0.5)."""
+
+DEFAULT_UNCERTAIN: float = float(_core.DEFAULT_UNCERTAIN)
+"""Signed-vector value of an uncertain finding (+1: counts as present)."""
+
+COMPETITION_FIVE: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+"""The 5-observation CheXpert competition subset used by many report-generation papers."""
+
+SUBSETS: dict[str, tuple[str, ...]] = {"all": OBSERVATIONS, "competition5": COMPETITION_FIVE}
+"""Named observation subsets, as the CLI spells them."""
+
+
+def check_mccs_params(margin: float, uncertain: float) -> None:
+    """Raise ValueError unless `margin` lies in [0, 1) and `uncertain` is finite in [-1, 1] (NaN refused)."""
+    try:
+        m, u = float(margin), float(uncertain)
+    except (TypeError, ValueError):
+        raise ValueError(f"MCCS margin and uncertain must be numbers, got {margin!r} and {uncertain!r}") from None
+    _core.check_mccs_params(m, u)
+
+
+# The predictions file (JSON Lines) that training-time evaluation and `mrgfast eval` both write and that
+# `mrgfast score` reads: one object per study.
+PREDICTION_FIELDS: tuple[str, ...] = ("id", "generated", "report", "reference")
+"""`id` study id, `generated` the raw completion, `report` the text MCCS/CE score (the `<report>` block),
+`reference` the ground-truth report."""
