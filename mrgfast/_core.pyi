@@ -3,8 +3,11 @@
 Arrays cross the boundary as bytes: label rows are n×14 int8 codes (1, 0, -1, BLANK) and scores
 are little-endian float64. Use the wrappers in `mrgfast` (NumPy arrays) rather than these.
 Every batch function releases the GIL; `threads=None` uses every core, 1 runs on the caller's
-thread. A non-str item raises TypeError naming its index; mismatched lengths and out-of-range
-parameters raise ValueError.
+thread, more than MAX_THREADS raises ValueError. Pools are per process (safe after fork) and at
+most four are cached. On the main thread a pending signal (Ctrl-C) stops a batch between chunks of
+4096 items. A non-str item raises TypeError naming its index, a str that is not valid text (a lone
+surrogate) ValueError naming its index; mismatched lengths and out-of-range parameters raise
+ValueError.
 """
 
 from collections.abc import Sequence
@@ -17,6 +20,8 @@ DEFAULT_MARGIN: float
 """Default MCCS margin m (0.5)."""
 DEFAULT_UNCERTAIN: float
 """Default signed-vector value of an uncertain finding (+1.0)."""
+MAX_THREADS: int
+"""Most threads one call may use (256)."""
 __version__: str
 
 def check_mccs_params(margin: float, uncertain: float) -> None:

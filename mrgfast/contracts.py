@@ -19,6 +19,9 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 CODES: tuple[int, ...] = (POSITIVE, NEGATIVE, UNCERTAIN, BLANK)
 """Every valid code of an int8 label array (the CheXpert CSV codes, blank as `BLANK`)."""
 
+MAX_THREADS: int = int(_core.MAX_THREADS)
+"""Most labelling threads one call may use (`threads=` above it is refused, never a thread bomb)."""
+
 DEFAULT_MARGIN: float = float(_core.DEFAULT_MARGIN)
 """MCCS margin m: only cosine agreement above m is rewarded (docs/ARCHITECTURE.md says why 0.5)."""
 
@@ -39,6 +42,24 @@ def check_mccs_params(margin: float, uncertain: float) -> None:
     except (TypeError, ValueError):
         raise ValueError(f"MCCS margin and uncertain must be numbers, got {margin!r} and {uncertain!r}") from None
     _core.check_mccs_params(m, u)
+
+
+def check_threads(threads: object, name: str = "threads") -> int | None:
+    """`threads` as the engine takes it: None (every core) or an int in [1, MAX_THREADS]; else ValueError/TypeError."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool):
+        raise TypeError("threads must be an int or None, got bool")
+    if not isinstance(threads, int):
+        try:
+            import operator
+
+            threads = operator.index(threads)  # numpy integers
+        except TypeError:
+            raise TypeError(f"{name} must be an int or None, got {type(threads).__name__}") from None
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"{name} must be None (every core) or between 1 and {MAX_THREADS}, got {threads}")
+    return int(threads)
 
 
 # The predictions file (JSON Lines) that training-time evaluation and `mrgfast eval` both write and that

@@ -12,13 +12,24 @@ from typing import Any
 import numpy as np
 
 from mrgfast import _core
-from mrgfast.contracts import BLANK, CODES, COMPETITION_FIVE, DEFAULT_MARGIN, DEFAULT_UNCERTAIN, OBSERVATIONS
+from mrgfast.contracts import (
+    BLANK,
+    CODES,
+    COMPETITION_FIVE,
+    DEFAULT_MARGIN,
+    DEFAULT_UNCERTAIN,
+    MAX_THREADS,
+    OBSERVATIONS,
+    SUBSETS,
+    check_threads,
+)
 
 __all__ = [
     "BLANK",
     "COMPETITION_FIVE",
     "DEFAULT_MARGIN",
     "DEFAULT_UNCERTAIN",
+    "MAX_THREADS",
     "OBSERVATIONS",
     "as_labels",
     "ce_metrics",
@@ -38,9 +49,11 @@ def label(reports: Sequence[str], *, threads: int | None = None, records: bool =
 
     Returns an (n, 14) int8 array, or with `records=True` one dict per report mapping each
     observation to 1.0 / 0.0 / -1.0 / None, the CheXpert CSV convention. `threads=None` uses
-    every core; the GIL is released while labelling.
+    every core (at most `MAX_THREADS`); the GIL is released while labelling and Ctrl-C stops a long
+    call within one chunk. Safe after `fork()`: a child process builds its own threads.
+    A report that is not valid text (a lone surrogate) raises ValueError naming its index.
     """
-    rows = np.frombuffer(_core.label(reports, threads), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
+    rows = np.frombuffer(_core.label(reports, check_threads(threads)), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
     return to_records(rows) if records else rows
 
 
@@ -70,7 +83,7 @@ def mccs(
     threads: int | None = None,
 ) -> np.ndarray:
     """MCCS of `generated[i]` against `references[i]`, float64 in [0, 1]."""
-    out = _core.mccs_pairs(generated, references, margin, uncertain, threads)
+    out = _core.mccs_pairs(generated, references, margin, uncertain, check_threads(threads))
     return np.frombuffer(out, dtype="<f8").copy()
 
 
@@ -83,7 +96,7 @@ def mccs_group(
     threads: int | None = None,
 ) -> np.ndarray:
     """MCCS of many completions against one shared reference, which is labelled once."""
-    out = _core.mccs_group(generated, reference, margin, uncertain, threads)
+    out = _core.mccs_group(generated, reference, margin, uncertain, check_threads(threads))
     return np.frombuffer(out, dtype="<f8").copy()
 
 
@@ -112,11 +125,17 @@ def ce_metrics(
 
     Inputs are label arrays (n×14 int8) or report texts (labelled here). Binarisation follows
     R2Gen: positive = 1, anything else 0; `uncertain_positive=True` also counts -1 as positive.
-    `subset` restricts the observations (default all 14; `COMPETITION_FIVE` for the 5-subset).
+    `subset` restricts the observations: a sequence of names, one observation name, or a subset name
+    of `SUBSETS` ("all", "competition5"); default all 14.
     """
     p = _labels_or_texts(predicted, "predicted", threads)
     r = _labels_or_texts(references, "references", threads)
-    names = list(OBSERVATIONS) if subset is None else list(subset)
+    if subset is None:
+        names = list(OBSERVATIONS)
+    elif isinstance(subset, str):  # one name, never its letters
+        names = list(SUBSETS[subset]) if subset in SUBSETS else [subset]
+    else:
+        names = list(subset)
     unknown = [n for n in names if n not in OBSERVATIONS]
     if unknown:
         raise ValueError(f"subset names unknown observations {unknown}; known: {list(OBSERVATIONS)}")
@@ -158,12 +177,12 @@ def as_labels(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[1] != len(OBSERVATIONS):
         raise ValueError(f"{name} must have shape (n, {len(OBSERVATIONS)}), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer label array (int8 codes), got dtype {arr.dtype}")
+    bad = ~np.isin(arr, CODES)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise ValueError(f"{name}[{i}, {j}] ({OBSERVATIONS[j]}) is {arr[i, j]}, not a code (1, 0, -1 or {BLANK})")
     if arr.dtype != np.int8:
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"{name} must be an integer label array (int8 codes), got dtype {arr.dtype}")
-        bad = ~np.isin(arr, CODES)
-        if bad.any():
-            i, j = map(int, np.argwhere(bad)[0])
-            raise ValueError(f"{name}[{i}, {j}] ({OBSERVATIONS[j]}) is {arr[i, j]}, not a code (1, 0, -1 or {BLANK})")
         arr = arr.astype(np.int8)
     return np.ascontiguousarray(arr)

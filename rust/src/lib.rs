@@ -7,6 +7,7 @@ pub mod labeler;
 pub mod mccs;
 pub mod metrics;
 pub mod observations;
+pub mod pool;
 
 #[cfg(feature = "python")]
 mod python;

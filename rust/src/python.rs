@@ -2,20 +2,26 @@
 //! Arrays cross the boundary as little-endian bytes (int8 labels, float64 scores) that the
 //! Python side views with `numpy.frombuffer`, so the extension stays abi3 and numpy-free.
 
-use crate::batch::par_map;
 use crate::labeler::label_report;
 use crate::mccs::{mccs_labels, MccsParams, DEFAULT_MARGIN, DEFAULT_UNCERTAIN};
 use crate::metrics::ce_metrics as ce_metrics_core;
 use crate::observations::{Labels, BLANK, N_OBS, OBSERVATIONS};
+use crate::pool::{par_map_checked, MapError, MAX_THREADS};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyString};
 
 /// Owned copies of a sequence of str; TypeError names the argument and index of a non-str item.
 fn texts(arg: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
     if arg.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be a sequence of str, got a single str; wrap one report in a list"
+        )));
+    }
+    if arg.is_instance_of::<PyBytes>() || arg.is_instance_of::<PyByteArray>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a sequence of str, got {}; decode it to str first",
+            type_name(arg)
         )));
     }
     let iter = arg.try_iter().map_err(|_| {
@@ -28,7 +34,13 @@ fn texts(arg: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
     for (i, item) in iter.enumerate() {
         let item = item?;
         match item.cast::<PyString>() {
-            Ok(s) => out.push(s.to_cow()?.into_owned()),
+            Ok(s) => out.push(
+                s.to_cow()
+                    .map_err(|e| {
+                        PyValueError::new_err(format!("{name}[{i}] is not valid text: {e}"))
+                    })?
+                    .into_owned(),
+            ),
             Err(_) => {
                 return Err(PyTypeError::new_err(format!(
                     "{name}[{i}] must be str, got {}",
@@ -96,6 +108,42 @@ fn run<T>(r: Result<T, String>) -> PyResult<T> {
     r.map_err(PyValueError::new_err)
 }
 
+/// `f` over `items` with the GIL released; on Python's main thread a pending signal (Ctrl-C) is
+/// honoured between chunks of `pool::CHECK_EVERY` items, so a long batch stops promptly.
+fn par_map_py<T, R, F>(
+    py: Python<'_>,
+    items: &[T],
+    threads: Option<usize>,
+    f: F,
+) -> PyResult<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync + Send,
+{
+    let main = is_main_thread(py)?;
+    let r = py.detach(|| {
+        par_map_checked(items, threads, f, || {
+            if main {
+                Python::attach(|py| py.check_signals())
+            } else {
+                Ok(())
+            }
+        })
+    });
+    r.map_err(|e| match e {
+        MapError::Threads(s) => PyValueError::new_err(s),
+        MapError::Stopped(err) => err,
+    })
+}
+
+fn is_main_thread(py: Python<'_>) -> PyResult<bool> {
+    let threading = py.import("threading")?;
+    Ok(threading
+        .call_method0("main_thread")?
+        .is(&threading.call_method0("current_thread")?))
+}
+
 /// Label reports; returns n×14 int8 codes as bytes.
 #[pyfunction]
 #[pyo3(signature = (reports, threads=None))]
@@ -105,8 +153,8 @@ fn label<'py>(
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let reports = texts(reports, "reports")?;
-    let rows = py.detach(|| par_map(&reports, threads, |t| label_report(t)));
-    Ok(PyBytes::new(py, &labels_to_bytes(&run(rows)?)))
+    let rows = par_map_py(py, &reports, threads, |t| label_report(t))?;
+    Ok(PyBytes::new(py, &labels_to_bytes(&rows)))
 }
 
 /// MCCS of generated[i] against references[i]; float64 bytes.
@@ -131,12 +179,10 @@ fn mccs_pairs<'py>(
         )));
     }
     let pairs: Vec<(&String, &String)> = g.iter().zip(r.iter()).collect();
-    let scores = py.detach(|| {
-        par_map(&pairs, threads, |(a, b)| {
-            mccs_labels(&label_report(a), &label_report(b), &p)
-        })
-    });
-    Ok(PyBytes::new(py, &f64_bytes(&run(scores)?)))
+    let scores = par_map_py(py, &pairs, threads, |(a, b)| {
+        mccs_labels(&label_report(a), &label_report(b), &p)
+    })?;
+    Ok(PyBytes::new(py, &f64_bytes(&scores)))
 }
 
 /// MCCS of many completions against one reference, labelled once; float64 bytes.
@@ -160,13 +206,12 @@ fn mccs_group<'py>(
                 type_name(reference)
             ))
         })?
-        .to_cow()?
+        .to_cow()
+        .map_err(|e| PyValueError::new_err(format!("reference is not valid text: {e}")))?
         .into_owned();
-    let scores = py.detach(|| {
-        let r = label_report(&reference);
-        par_map(&g, threads, |a| mccs_labels(&label_report(a), &r, &p))
-    });
-    Ok(PyBytes::new(py, &f64_bytes(&run(scores)?)))
+    let r = py.detach(|| label_report(&reference));
+    let scores = par_map_py(py, &g, threads, |a| mccs_labels(&label_report(a), &r, &p))?;
+    Ok(PyBytes::new(py, &f64_bytes(&scores)))
 }
 
 /// MCCS from label rows (n×14 int8 bytes each); float64 bytes.
@@ -232,6 +277,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BLANK", BLANK)?;
     m.add("DEFAULT_MARGIN", DEFAULT_MARGIN)?;
     m.add("DEFAULT_UNCERTAIN", DEFAULT_UNCERTAIN)?;
+    m.add("MAX_THREADS", MAX_THREADS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(label, m)?)?;
     m.add_function(wrap_pyfunction!(check_mccs_params, m)?)?;
