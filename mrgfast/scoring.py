@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,10 @@ def _labels(x: Texts, name: str, threads: int | None, extract: bool) -> np.ndarr
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{name}[{i}] is {type(t).__name__}, not a report string")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"{name}[{i}] is not valid text ({e})") from None
     if extract:
         texts = [extract_report(t) for t in texts]
     return engine.label(texts, threads=threads)
@@ -153,6 +158,11 @@ def plot_f1(result: dict[str, Any], path: str, *, title: str | None = None) -> s
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or f"CE F1 per observation (n = {result['n']}; red: 5-observation subset)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    from mrgfast.atomic import replacing
+
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path

@@ -20,7 +20,9 @@ import csv
 import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -75,6 +77,15 @@ class BadRow:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` cannot be labelled or written out (a lone surrogate from a JSON escape), else None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid text: a lone surrogate {text[e.start]!r} at character {e.start}"
+    return None
 
 
 class InputError(Exception):
@@ -231,7 +242,7 @@ class RowStream:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                yield self._bad(number, f"invalid JSON ({e.msg} at column {e.colno})")
+                yield self._bad(number, f"invalid JSON ({e.msg}, column {e.colno})")
                 continue
             if not isinstance(obj, dict):
                 yield self._bad(number, f"expected a JSON object, got {type(obj).__name__}")
@@ -246,6 +257,10 @@ class RowStream:
             if not isinstance(value, str):
                 yield self._bad(number, f"field {self.text_field!r} is {type(value).__name__}, not a string")
                 continue
+            problem = text_problem(value)
+            if problem:
+                yield self._bad(number, f"field {self.text_field!r} {problem}")
+                continue
             rid = None
             if self.has_ids:
                 raw_id = obj.get(self.id_field)
@@ -253,6 +268,10 @@ class RowStream:
                     yield self._bad(number, f"id field {self.id_field!r} is missing or not a string/number")
                     continue
                 rid = str(raw_id)
+                problem = text_problem(rid)
+                if problem:
+                    yield self._bad(number, f"id field {self.id_field!r} {problem}")
+                    continue
             yield Row(number, value, rid)
 
     # -- CSV ------------------------------------------------------------------------------------
@@ -382,43 +401,55 @@ def add_input_options(
     )
 
 
-def atomic_writer(path: str | None, *, newline: str | None = None):
-    """A text file written under a temporary name and moved into place by ``commit()``."""
-    return _AtomicWriter(path, newline)
+def atomic_writer(path: str | None, *, newline: str | None = None, inputs: tuple[str, ...] = ()):
+    """A text output that appears whole or not at all, moved into place (or copied to stdout) by ``commit()``.
+
+    A file is written under a temporary name beside it (:mod:`mrgfast.atomic`); stdout output is
+    spooled to an anonymous temporary file and copied out only on ``commit()``, so an error found at
+    row 20,000 leaves no partial CSV on stdout. Refused up front: a folder, a missing parent folder,
+    a path equal to one of ``inputs``.
+    """
+    return _AtomicWriter(path, newline, inputs)
 
 
 class _AtomicWriter:
-    def __init__(self, path: str | None, newline: str | None):
+    def __init__(self, path: str | None, newline: str | None, inputs: tuple[str, ...] = ()):
+        from mrgfast.atomic import OutputPathError, check_output_path, clean_stale, tmp_path
+
         self.path = path
         if path is None or path == "-":
             self.tmp = None
-            self.f = (
-                io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline=newline, write_through=True)
-                if hasattr(sys.stdout, "buffer")
-                else sys.stdout
-            )
+            self.spool = tempfile.TemporaryFile()
+            self.f = io.TextIOWrapper(self.spool, encoding="utf-8", newline=newline)
         else:
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                raise InputError(f"{path}: the output folder {directory} does not exist")
-            self.tmp = f"{path}.tmp-{os.getpid()}"
+            try:
+                check_output_path(path, inputs=inputs)
+            except OutputPathError as e:
+                raise InputError(str(e)) from None
+            clean_stale(path)
+            self.tmp = str(tmp_path(path))
             self.f = open(self.tmp, "w", encoding="utf-8", newline=newline)
 
     def commit(self) -> None:
         if self.tmp is None:
             self.f.flush()
-            if isinstance(self.f, io.TextIOWrapper) and self.f is not sys.stdout:
-                self.f.detach()
+            self.spool.seek(0)
+            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+            if out is None:  # a replaced sys.stdout (tests, notebooks) takes text
+                sys.stdout.write(self.spool.read().decode("utf-8"))
+            else:
+                sys.stdout.flush()
+                shutil.copyfileobj(self.spool, out)
+                out.flush()
+            self.f.close()
             return
+        self.f.flush()
+        os.fsync(self.f.fileno())
         self.f.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        if self.tmp is None:
-            self.f.flush()
-            if isinstance(self.f, io.TextIOWrapper) and self.f is not sys.stdout:
-                self.f.detach()
-            return
         self.f.close()
-        with contextlib.suppress(OSError):
-            os.remove(self.tmp)
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.tmp)

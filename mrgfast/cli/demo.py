@@ -105,8 +105,9 @@ def run(args) -> int:
     )
     print(f"mean MRG-R1 reward: {sum(rewards) / len(rewards):.4f}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1, ensure_ascii=False)
+        from mrgfast.atomic import write_json
+
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     if args.plot:
         from mrgfast.scoring import plot_f1

@@ -18,8 +18,9 @@ has one, `report`, then the observations with null for blank).
 IN is a CSV file with a named text column, a JSONL file with a named field, or a text file with
 one report per line ('-' reads stdin). The file is streamed in chunks, so it may be larger than
 memory. A bad row (invalid JSON or UTF-8, missing field, wrong field count, empty line) stops the
-run with FILE:LINE and the reason, leaving no output file; --skip-bad reports each bad row and
-goes on.
+run with FILE:LINE and the reason, leaving no output (OUT is written under a temporary name and
+moved into place only when complete; stdout output is held back until the whole input has been
+read); --skip-bad reports each bad row and goes on. An existing OUT is replaced; OUT may not be IN.
 """
 
 
@@ -85,8 +86,12 @@ def run(args) -> int:
     if args.chunk_size < 1:
         print("mrgfast label: --chunk-size must be >= 1", file=sys.stderr)
         return 2
-    if args.threads is not None and args.threads < 1:
-        print("mrgfast label: --threads must be >= 1", file=sys.stderr)
+    from mrgfast.contracts import check_threads
+
+    try:
+        check_threads(args.threads, "--threads")
+    except ValueError as e:
+        print(f"mrgfast label: {e}", file=sys.stderr)
         return 2
     if args.input == "-" and args.format is None:
         args.format = "txt"
@@ -103,7 +108,7 @@ def run(args) -> int:
             progress=args.progress,
             desc="labelling",
         )
-        writer_file = atomic_writer(args.output, newline="" if out_fmt == "csv" else None)
+        writer_file = atomic_writer(args.output, newline="" if out_fmt == "csv" else None, inputs=(args.input,))
     except InputError as e:
         print(f"mrgfast label: {e}", file=sys.stderr)
         return 1
@@ -147,10 +152,11 @@ def run(args) -> int:
                 if not args.skip_bad:
                     writer_file.abort()
                     print(f"mrgfast label: {item}", file=sys.stderr)
-                    if args.output:
-                        print(
-                            "mrgfast label: no output written (use --skip-bad to label the good rows)", file=sys.stderr
-                        )
+                    print(
+                        f"mrgfast label: no output written ({n_rows + len(chunk)} good rows read before it; "
+                        "use --skip-bad to label the good rows)",
+                        file=sys.stderr,
+                    )
                     return 1
                 print(f"mrgfast label: skipped {item}", file=sys.stderr)
                 bad.append(item)

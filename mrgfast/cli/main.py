@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from mrgfast.atomic import exit_on_sigterm
+
+    exit_on_sigterm()  # SIGTERM unwinds like Ctrl-C: temporary files are removed, locks released
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -16,7 +15,9 @@ Pair the generated reports of --pred with the references of --ref, label both si
 print the MCCS mean/median and the clinical-efficacy table: precision, recall and F1 per
 observation, micro and macro over the 14 observations and over the 5-observation competition
 subset (Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion). The full result goes to
-a JSON file (with per-pair MCCS), the per-observation F1 to a PNG bar chart.
+a JSON file (with per-pair MCCS), the per-observation F1 to a PNG bar chart. Both are written under
+a temporary name and moved into place when complete, replacing an existing file; neither may be an
+input.
 
 Pairing: by id when both files have ids (an `id` column/field, or --pred-id-field/--ref-id-field);
 ids present on one side only are listed and left out; when neither file has ids, by order (the
@@ -137,6 +138,7 @@ def _listing(ids: list[str], limit: int) -> str:
 
 
 def run(args) -> int:
+    from mrgfast.atomic import check_output_path, write_json
     from mrgfast.cli._io import (
         PRED_FIELD_CANDIDATES,
         REF_FIELD_CANDIDATES,
@@ -145,11 +147,17 @@ def run(args) -> int:
         collect,
         read_rows,
     )
+    from mrgfast.contracts import check_threads
     from mrgfast.scoring import format_table, score_pairs
 
     t0 = time.perf_counter()
-    if args.threads is not None and args.threads < 1:
-        print("mrgfast score: --threads must be >= 1", file=sys.stderr)
+    try:
+        check_threads(args.threads, "--threads")
+        check_output_path(args.json, inputs=(args.pred, args.ref), what="--json")
+        if not args.no_plot:
+            check_output_path(args.plot, inputs=(args.pred, args.ref, args.json), what="--plot")
+    except (ValueError, TypeError) as e:
+        print(f"mrgfast score: {e}", file=sys.stderr)
         return 2
     try:
         check_mccs_params(args.margin, args.uncertain)
@@ -259,9 +267,7 @@ def run(args) -> int:
         "total": round(time.perf_counter() - t0, 4),
     }
     try:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1, ensure_ascii=False)
-            f.write("\n")
+        write_json(args.json, result)
     except OSError as e:
         print(f"mrgfast score: cannot write {args.json}: {e}", file=sys.stderr)
         return 1

@@ -100,6 +100,10 @@ def reference_column(columns: Mapping[str, Any], column: str, n: int, who: str) 
             raise TypeError(
                 f"{who}: column {column!r} value {i} is {type(r).__name__}, not a string (the reference report)"
             )
+        try:
+            r.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"{who}: column {column!r} value {i} is not valid text ({e}); fix the dataset") from None
     return refs
 
 

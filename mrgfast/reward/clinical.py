@@ -17,6 +17,7 @@ import numpy as np
 
 from mrgfast import engine
 from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, reference_column
+from mrgfast.reward.completions import completion_text
 from mrgfast.reward.format import parse_completion
 
 
@@ -49,7 +50,8 @@ def mccs_of_reports(
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     threads: int | None = None,
 ) -> np.ndarray:
-    """MCCS of report texts (already extracted) against references; ``None`` scores 0.0.
+    """MCCS of report texts (already extracted) against references; ``None`` scores 0.0, and so does a
+    report that is not valid text (a lone surrogate): a malformed completion never raises.
 
     One ``mrgfast.label`` call labels each distinct reference once and every report, then
     ``mrgfast.mccs_from_labels`` pairs the rows.
@@ -58,7 +60,7 @@ def mccs_of_reports(
     if len(references) != n:
         raise ValueError(f"{n} completions but {len(references)} references")
     out = np.zeros(n, dtype=np.float64)
-    valid = [i for i, t in enumerate(reports) if t is not None]
+    valid = [i for i, t in enumerate(reports) if completion_text(t) is not None]
     if not valid:
         return out
     ref_index: dict[str, int] = {}

@@ -4,7 +4,8 @@ TRL passes completions either as strings (standard datasets) or as chat messages
 (conversational datasets): a list of ``{"role": "assistant", "content": ...}`` dicts whose content
 is a string or a list of parts such as ``{"type": "text", "text": "..."}``. This module turns each
 into one string, or ``None`` when the completion is malformed (``None`` itself, a number, a
-message without text content, a text part whose text is not a string...). Callers score a
+message without text content, a text part whose text is not a string, text that is not valid
+Unicode such as a lone surrogate, which no labeler or tokenizer can encode...). Callers score a
 malformed completion 0.0 and count it; they never crash a training run over one bad sample.
 """
 
@@ -27,12 +28,13 @@ def completion_text(completion: Any) -> str | None:
 
     A message's content is a string, or a list of parts: ``{"type": "text", "text": str}`` parts
     (and bare strings) contribute their text; parts of other types (images, tool calls) are
-    skipped. A message whose content yields no text at all is malformed.
+    skipped. A message whose content yields no text at all is malformed, and so is text that cannot
+    be encoded as UTF-8 (a lone surrogate such as ``"a\ud800b"``).
     """
     if isinstance(completion, str):
-        return completion
+        return _encodable(completion)
     if isinstance(completion, dict):
-        return _message_text(completion)
+        return _encodable(_message_text(completion))
     if isinstance(completion, (list, tuple)):
         if not completion:
             return None
@@ -45,8 +47,19 @@ def completion_text(completion: Any) -> str | None:
             if t is None:
                 return None
             texts.append(t)
-        return "\n".join(texts)
+        return _encodable("\n".join(texts))
     return None
+
+
+def _encodable(text: str | None) -> str | None:
+    """`text` when it is valid Unicode (encodable as UTF-8), else None (malformed)."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
 
 
 def _message_text(message: dict) -> str | None:

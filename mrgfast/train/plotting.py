@@ -66,6 +66,11 @@ def plot_grpo(metrics_path, out_png) -> Path | None:
     fig.suptitle("mrgfast GRPO")
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    from mrgfast.atomic import replacing
+
+    try:
+        with replacing(out_png) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return out_png
