@@ -45,7 +45,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="start over in an output_dir holding a previous run")
     p.add_argument("--dry-run", action="store_true", help="load and validate the configuration, print it, exit")
-    p.add_argument("--list-fields", action="store_true", help="list mrgfast's own configuration fields and exit")
+    p.add_argument(
+        "--list-fields",
+        action="store_true",
+        help="list every mrgfast configuration field with its type, default and meaning, and exit",
+    )
     p.set_defaults(func=main)
     _accept_free_form_fields(p)
     return p
@@ -64,27 +68,13 @@ def _accept_free_form_fields(p: argparse.ArgumentParser) -> None:
     p.parse_known_args = parse_known_args
 
 
-def _list_fields() -> str:
-    import dataclasses
-
-    from mrgfast.train.config import MrgConfig
-
-    lines = []
-    for f in dataclasses.fields(MrgConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"  --{f.name:<24} (default {default!r}) {f.metadata.get('help', '')}")
-    return (
-        "mrgfast fields:\n"
-        + "\n".join(lines)
-        + "\nplus every SFTConfig field as --sft.FIELD and GRPOConfig field as --grpo.FIELD"
-    )
-
-
 def main(args) -> int:
     from mrgfast.train.config import ConfigError, build_config, describe, parse_overrides
 
     if args.list_fields:
-        print(_list_fields())
+        from mrgfast.train.config import list_fields
+
+        print(list_fields())
         return 0
     extra = getattr(args, "_extra", None) or []
     try:

@@ -62,18 +62,39 @@ def format_target(report: str, think: str | None = None) -> str:
     return f"<think>{think or DEFAULT_THINK}</think><report>{report}</report>"
 
 
-def _check_image(path: str) -> str | None:
-    """None when the image is there and its header decodes, else the reason."""
+def _check_image(path: str, decode: bool = True) -> str | None:
+    """None when the image is there and decodes (fully with `decode`, else its header), else the reason."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            _ = im.size  # header parsed
+            if decode:
+                im.load()  # every pixel: a truncated PNG fails here, not mid-training
+            else:
+                _ = im.size  # header parsed
         return None
     except FileNotFoundError:
         return "missing"
-    except (UnidentifiedImageError, OSError) as e:
-        return f"unreadable ({type(e).__name__})"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+
+
+def image_path_inside(root: Path, rel: str) -> Path | None:
+    """`root / rel` when it stays inside `root` once symlinks are resolved, else None.
+
+    Absolute paths and `..` components are refused before the file system is touched, so the answer
+    never depends on what exists elsewhere on disk.
+    """
+    pure = Path(rel)
+    if not rel or pure.is_absolute() or rel.startswith(("/", "\\")) or ".." in pure.parts:
+        return None
+    candidate = root / pure
+    resolved = candidate.resolve()
+    try:
+        resolved.relative_to(root.resolve())
+    except ValueError:
+        return None
+    return candidate
 
 
 def read_annotation(
@@ -85,15 +106,18 @@ def read_annotation(
     max_images: int | None = None,
     skip_missing: bool = False,
     skipped_file: str | os.PathLike | None = None,
-    check: str = "open",
+    check: str = "decode",
     max_samples: int | None = None,
     threads: int = 8,
 ) -> dict[str, list[Study]]:
     """Read and validate an R2Gen annotation file; returns ``{split: [Study, ...]}``.
 
-    ``image_root`` defaults to ``<annotation dir>/images``. ``max_images`` caps the views per study
-    (default per ``kind``: IU X-Ray 2, MIMIC-CXR 1). ``check``: ``"open"`` parses each image header,
-    ``"exists"`` only stats it, ``"none"`` trusts the file. ``max_samples`` keeps the first N studies
+    ``image_root`` defaults to ``<annotation dir>/images``; every image path must be relative and stay
+    inside it (symlinks resolved), else the entry is refused by name. ``max_images`` caps the views
+    per study (default per ``kind``: IU X-Ray 2, MIMIC-CXR 1). ``check``: ``"decode"`` decodes every
+    image fully once (a truncated file is found here, with its study id and path), ``"open"`` parses
+    each header, ``"exists"`` only stats it, ``"none"`` trusts the file. A split left empty is an
+    error naming the split and the file. ``max_samples`` keeps the first N studies
     per split (a deliberate subset, logged, not a silent drop).
     """
     annotation = Path(annotation)
@@ -133,29 +157,46 @@ def read_annotation(
             report = row["report"]
             if not isinstance(report, str) or not report.strip():
                 raise DataError(f"{where} (id={row['id']}): field 'report' must be a non-empty string")
+            try:
+                report.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise DataError(f"{where} (id={row['id']}): field 'report' is not valid text ({e})") from None
             paths = row["image_path"]
             if isinstance(paths, str):
                 paths = [paths]
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
                 raise DataError(f"{where} (id={row['id']}): field 'image_path' must be a non-empty list of strings")
-            paths = [str(root / p) for p in paths[:max_images]]
+            inside = []
+            for p in paths[:max_images]:
+                q = image_path_inside(root, p)
+                if q is None:
+                    raise DataError(
+                        f"{where} (id={row['id']}): image_path {p!r} is not a relative path inside the image "
+                        f"root {root}; absolute paths, '..' and symlinks out of the root are refused"
+                    )
+                inside.append(str(q))
+            paths = inside
             think = row.get("think") if isinstance(row.get("think"), str) else None
             studies.append(Study(id=str(row["id"]), report=report.strip(), image_paths=paths, split=split, think=think))
+        if not studies:
+            raise DataError(f"{annotation}: split {split!r} holds no studies")
         out[split] = studies
 
+    if check not in ("decode", "open", "exists", "none"):
+        raise DataError(f"check must be 'decode', 'open', 'exists' or 'none', got {check!r}")
     if check != "none":
         all_paths = sorted({p for ss in out.values() for s in ss for p in s.image_paths})
-        if check == "open":
+        if check in ("decode", "open"):
+            decode = check == "decode"
             with ThreadPoolExecutor(max(1, threads)) as ex:
-                reasons = dict(zip(all_paths, ex.map(_check_image, all_paths)))
-        elif check == "exists":
-            reasons = {p: (None if os.path.isfile(p) else "missing") for p in all_paths}
+                reasons = dict(zip(all_paths, ex.map(lambda p: _check_image(p, decode), all_paths)))
         else:
-            raise DataError(f"check must be 'open', 'exists' or 'none', got {check!r}")
+            reasons = {p: (None if os.path.isfile(p) else "missing") for p in all_paths}
         bad = {p: r for p, r in reasons.items() if r is not None}
         if bad:
             bad_ids = {s.id for ss in out.values() for s in ss if any(p in bad for p in s.image_paths)}
-            first = "\n  ".join(f"{p}: {r}" for p, r in list(bad.items())[:5])
+            study_of = {p: s.id for ss in out.values() for s in ss for p in s.image_paths}
+            first = "\n  ".join(f"study {study_of[p]}: {p}: {r}" for p, r in list(bad.items())[:5])
             if not skip_missing:
                 raise DataError(
                     f"{len(bad)} image(s) missing or unreadable under {root} ({len(bad_ids)} studies), e.g.:\n  {first}\n"
@@ -164,7 +205,9 @@ def read_annotation(
                 )
             skipped_file = Path(skipped_file) if skipped_file else Path("skipped_ids.txt")
             skipped_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(skipped_file, "w") as fh:
+            from mrgfast.atomic import open_replacing
+
+            with open_replacing(skipped_file) as fh:
                 for split, ss in out.items():
                     for s in ss:
                         if s.id in bad_ids:
@@ -172,6 +215,10 @@ def read_annotation(
             for split in out:
                 before = len(out[split])
                 out[split] = [s for s in out[split] if s.id not in bad_ids]
+                if not out[split]:
+                    raise DataError(
+                        f"{annotation}: split {split!r} holds no studies once those with bad images are dropped"
+                    )
                 if before != len(out[split]):
                     log.warning(
                         "%s: skipped %d of %d studies with missing/unreadable images (ids in %s)",

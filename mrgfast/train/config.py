@@ -37,6 +37,15 @@ class ConfigError(ValueError):
 
 @dataclass
 class MrgConfig:
+    """mrgfast's own settings of a training run (the part of the configuration that is not TRL's).
+
+    Each field is a top-level YAML key and a ``--field value`` flag; its ``help`` metadata is what
+    ``mrgfast train --list-fields`` prints. Groups: the run (folder, stages, seed), the model and
+    its loading, LoRA, the dataset and its image checks, the GRPO reward, the held-out evaluation
+    after each stage, logging, and the self-built assets of the tiny preset. Every value is checked
+    by :func:`validate_config` before any stage starts (``--dry-run`` runs the same checks).
+    """
+
     # ---- run
     preset: str | None = field(
         default=None, metadata={"help": "Preset name (tiny, mrg-r1-iu-xray, mrg-r1-mimic-cxr) or YAML path."}
@@ -81,7 +90,12 @@ class MrgConfig:
             "help": "Drop studies with missing/unreadable images (ids written to <output_dir>/skipped_ids.txt) instead of failing."
         },
     )
-    image_check: str = field(default="open", metadata={"help": "open (parse headers) | exists | none."})
+    image_check: str = field(
+        default="decode",
+        metadata={
+            "help": "decode (decode every image fully once, at load) | open (parse headers only) | exists | none."
+        },
+    )
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Held-out split evaluated after each stage."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training studies."})
@@ -114,16 +128,16 @@ class MrgConfig:
     synth_if_missing: bool = field(
         default=False, metadata={"help": "Generate the synthetic dataset at 'annotation' if absent."}
     )
-    synth_train: int = 600
-    synth_val: int = 50
-    synth_test: int = 150
-    synth_image_size: int = 112
-    synth_views: int = 2
+    synth_train: int = field(default=600, metadata={"help": "Synthetic dataset: training studies."})
+    synth_val: int = field(default=50, metadata={"help": "Synthetic dataset: validation studies."})
+    synth_test: int = field(default=150, metadata={"help": "Synthetic dataset: test studies."})
+    synth_image_size: int = field(default=112, metadata={"help": "Synthetic images' side in pixels."})
+    synth_views: int = field(default=2, metadata={"help": "Synthetic views per study."})
     tiny_if_missing: bool = field(
         default=False, metadata={"help": "Build the tiny model at model_name_or_path if absent."}
     )
-    tiny_hidden_size: int = 128
-    tiny_layers: int = 2
+    tiny_hidden_size: int = field(default=128, metadata={"help": "Tiny model: hidden size."})
+    tiny_layers: int = field(default=2, metadata={"help": "Tiny model: decoder layers."})
 
 
 MRG_FIELDS = {f.name: f for f in dataclasses.fields(MrgConfig)}
@@ -211,7 +225,19 @@ def _load_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    _check_sections(data, str(path))
     return data
+
+
+def _check_sections(data: dict, source: str) -> None:
+    """The stage sections (``sft:``, ``grpo:``) must be mappings of field: value."""
+    for key in STAGES:
+        if key in data and data[key] is not None and not isinstance(data[key], dict):
+            raise ConfigError(
+                f"{source}: section {key!r} must be a mapping of {key.upper()}Config fields "
+                f"(YAML `{key}: {{learning_rate: 1.0e-5}}`, flag --{key}.learning_rate 1e-5), "
+                f"got {type(data[key]).__name__} {data[key]!r}"
+            )
 
 
 def _merge(base: dict, new: dict) -> dict:
@@ -270,6 +296,7 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
             merged = _merge(_load_yaml(preset_path(data["preset"])), merged)
         merged = _merge(merged, data)
     if overrides:
+        _check_sections(overrides, "flags")
         merged = _merge(merged, overrides)
     if preset:
         merged["preset"] = preset
@@ -298,21 +325,7 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
                 stage_kw[s][name] = value
     hints = _type_hints(MrgConfig)
     mrg = MrgConfig(**{k: coerce(v, hints[k], f"setting {k!r}") for k, v in mrg_kw.items()})
-    for s in mrg.stages:
-        if s not in STAGES:
-            raise ConfigError(f"stages: unknown stage {s!r} (stages: {', '.join(STAGES)})")
-    if mrg.dataset_kind not in ("iu_xray", "mimic_cxr", "synthetic"):
-        raise ConfigError(f"dataset_kind must be iu_xray, mimic_cxr or synthetic, got {mrg.dataset_kind!r}")
-    if mrg.attn_implementation not in ("auto", "flash_attention_2", "sdpa", "eager"):
-        raise ConfigError(
-            f"attn_implementation must be auto, flash_attention_2, sdpa or eager, got {mrg.attn_implementation!r}"
-        )
-    if mrg.mccs_weight < 0 or mrg.format_weight < 0 or mrg.mccs_weight + mrg.format_weight == 0:
-        raise ConfigError("reward weights must be non-negative and not both zero")
-    try:
-        check_mccs_params(mrg.mccs_margin, mrg.mccs_uncertain)
-    except ValueError as e:
-        raise ConfigError(f"mccs_margin/mccs_uncertain: {e}") from None
+    validate_mrg(mrg)
 
     built = {}
     for s, cls in classes.items():
@@ -334,7 +347,153 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
             built[s] = cls(**kw)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{s}: invalid {cls.__name__}: {e}") from e
-    return RunConfig(mrg=mrg, sft=built["sft"], grpo=built["grpo"], raw=merged)
+    cfg = RunConfig(mrg=mrg, sft=built["sft"], grpo=built["grpo"], raw=merged)
+    validate_config(cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ validation
+CHOICES = {
+    "dataset_kind": ("iu_xray", "mimic_cxr", "synthetic"),
+    "attn_implementation": ("auto", "flash_attention_2", "sdpa", "eager"),
+    "dtype": ("auto", "bfloat16", "float16", "float32"),
+    "image_check": ("decode", "open", "exists", "none"),
+}
+POSITIVE_INTS = (
+    "lora_r",
+    "eval_batch_size",
+    "eval_max_new_tokens",
+    "synth_train",
+    "synth_val",
+    "synth_test",
+    "synth_image_size",
+    "synth_views",
+    "tiny_hidden_size",
+    "tiny_layers",
+)
+POSITIVE_INTS_OR_NONE = ("max_images", "max_train_samples", "eval_samples", "min_pixels", "max_pixels")
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    base = _strip_optional(tp)
+    if value is None:
+        return base is not tp or tp is Any  # Optional fields take None
+    origin = typing.get_origin(base)
+    if base is bool:
+        return isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(base) or (Any,)
+        return isinstance(value, list) and all(item is Any or isinstance(v, item) for v in value)
+    return True
+
+
+def validate_mrg(m: MrgConfig) -> None:
+    """Every mrgfast field checked: type, range, choice. Raises ConfigError naming the field."""
+    import math
+
+    from mrgfast.contracts import check_threads
+
+    hints = _type_hints(MrgConfig)
+    for f in dataclasses.fields(MrgConfig):
+        value = getattr(m, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise ConfigError(f"{f.name}: expected {_type_name(hints[f.name])}, got {type(value).__name__} {value!r}")
+    for name, choices in CHOICES.items():
+        if getattr(m, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(m, name)!r}")
+    if not m.stages:
+        raise ConfigError("stages: empty; run at least one of sft, grpo")
+    for s in m.stages:
+        if s not in STAGES:
+            raise ConfigError(f"stages: unknown stage {s!r} (stages: {', '.join(STAGES)})")
+    if len(set(m.stages)) != len(m.stages):
+        raise ConfigError(f"stages: {m.stages} names a stage twice")
+    if list(m.stages) != [s for s in STAGES if s in m.stages]:
+        raise ConfigError(f"stages: {m.stages} out of order (sft comes before grpo)")
+    if not 0 <= m.seed < 2**32:
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {m.seed}")
+    for name in POSITIVE_INTS:
+        if getattr(m, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(m, name)}")
+    for name in POSITIVE_INTS_OR_NONE:
+        v = getattr(m, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"{name} must be at least 1 (or null for the default), got {v}")
+    if m.min_pixels is not None and m.max_pixels is not None and m.min_pixels > m.max_pixels:
+        raise ConfigError(f"min_pixels ({m.min_pixels}) is larger than max_pixels ({m.max_pixels})")
+    if not (math.isfinite(m.lora_alpha) and m.lora_alpha > 0):
+        raise ConfigError(f"lora_alpha must be positive, got {m.lora_alpha}")
+    if not (math.isfinite(m.lora_dropout) and 0 <= m.lora_dropout < 1):
+        raise ConfigError(f"lora_dropout must be in [0, 1), got {m.lora_dropout}")
+    if not m.lora_target_modules:
+        raise ConfigError("lora_target_modules: empty; name at least one module (e.g. q_proj,v_proj)")
+    for name in ("mccs_weight", "format_weight"):
+        v = getattr(m, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {v}")
+    if m.mccs_weight + m.format_weight == 0:
+        raise ConfigError("mccs_weight and format_weight are both 0: the GRPO reward would be constant")
+    try:
+        check_mccs_params(m.mccs_margin, m.mccs_uncertain)
+    except ValueError as e:
+        raise ConfigError(f"mccs_margin/mccs_uncertain: {e}") from None
+    try:
+        check_threads(m.reward_threads, "reward_threads")
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    if m.evaluate and m.eval_split == m.train_split:
+        raise ConfigError(f"eval_split and train_split are both {m.train_split!r}: held-out numbers need another split")
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """All checks of a run configuration, in one place; ``--dry-run`` and the real run both call it
+    before any stage starts, so nothing that would fail at GRPO start gets past an SFT stage."""
+    validate_mrg(cfg.mrg)
+    m = cfg.mrg
+    if "grpo" in m.stages:
+        g = cfg.grpo
+        weights = list(getattr(g, "reward_weights", None) or [])
+        if len(weights) != 2 or not all(isinstance(w, (int, float)) and w == w for w in weights):
+            raise ConfigError(f"grpo.reward_weights must be [mccs_weight, format_weight], got {weights}")
+        if getattr(g, "num_generations", 2) is not None and g.num_generations < 2:
+            raise ConfigError(
+                f"grpo.num_generations must be at least 2 (GRPO compares a group), got {g.num_generations}"
+            )
+    for s in m.stages:
+        c = getattr(cfg, s)
+        if c.save_strategy != "no" and getattr(c, "save_only_model", False):
+            raise ConfigError(
+                f"{s}.save_only_model is true: its checkpoints lack optimizer/scheduler/RNG state, so --resume "
+                "would diverge from an uninterrupted run; set it false"
+            )
+
+
+def _type_name(tp: Any) -> str:
+    base = _strip_optional(tp)
+    name = getattr(base, "__name__", None) if typing.get_origin(base) is None else str(base).replace("typing.", "")
+    name = name or str(base)
+    return f"{name} or null" if base is not tp else name
+
+
+def list_fields() -> str:
+    """Every mrgfast field with its type, default and help (``mrgfast train --list-fields``)."""
+    hints = _type_hints(MrgConfig)
+    lines = []
+    for f in dataclasses.fields(MrgConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  --{f.name:<22} {_type_name(hints[f.name]):<14} default {default!r}")
+        lines.append(f"      {f.metadata.get('help', '')}")
+    aliases = ", ".join(f"--{a} = --{b}" for a, b in ALIASES.items())
+    return (
+        "mrgfast fields (YAML top-level keys, or --field value):\n" + "\n".join(lines) + f"\naliases: {aliases}\n"
+        "plus every TRL SFTConfig field as --sft.FIELD and GRPOConfig field as --grpo.FIELD (YAML sections sft:, grpo:)"
+    )
 
 
 def _cuda_bf16() -> bool:

@@ -6,7 +6,9 @@ Run folder layout (``output_dir``)::
     state.json             completed stages and evaluation results (what --resume skips)
     metrics.jsonl          every trainer log line, tagged with its stage
     train.log              the log
-    sft/checkpoint-N/      SFT checkpoints; sft/final/ the SFT model (LoRA merged) + processor
+    .mrgfast.lock          held by the running process (a second run on the folder exits 2)
+    sft/checkpoint-N/      SFT checkpoints (written in sft/.staging/, renamed when complete);
+                           sft/final/ the SFT model (LoRA merged) + processor
     grpo/checkpoint-N/     GRPO checkpoints (adapter, optimizer, scheduler, RNG, trainer state)
     grpo/final/            the GRPO adapter (or model) + processor
     grpo/data_order.jsonl  the study ids of each GRPO generation batch (the data position)
@@ -26,7 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from mrgfast.train.config import RunConfig, describe
+from mrgfast.train.checkpoints import STAGING_DIR as STAGING
+from mrgfast.train.checkpoints import CheckpointError, check_resumable, checkpoints, resume_point
+from mrgfast.train.config import ConfigError, RunConfig, describe, validate_config
 
 log = logging.getLogger("mrgfast.train")
 
@@ -74,9 +78,9 @@ def _state(out: Path) -> dict:
 def _save_state(out: Path, state: dict) -> None:
     if not _is_main():  # one writer: every rank holds the same state
         return
-    tmp = out / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, out / "state.json")
+    from mrgfast.atomic import write_json
+
+    write_json(out / "state.json", state)
 
 
 def prepare_assets(cfg: RunConfig) -> None:
@@ -119,36 +123,114 @@ def _main_process_first(fn) -> None:
         fn()
 
 
-def _resume_checkpoint(stage_dir: Path, resume: str | None) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+# What a previous run leaves in output_dir; --overwrite removes exactly these.
+RUN_FILES = ("sft", "grpo", "eval", "state.json", "metrics.jsonl", "grpo_curves.png", "train.log", "skipped_ids.txt")
 
+
+def previous_run(out: Path, stages=("sft", "grpo")) -> list[str]:
+    """What in `out` shows an earlier (finished or interrupted) run: state, checkpoints, logs."""
+    found = [n for n in ("state.json", "metrics.jsonl") if (out / n).is_file()]
+    for s in stages:
+        found += [f"{s}/{c.name}" for c in checkpoints(out / s)[:1]]
+        if (out / s / STAGING).is_dir() and any((out / s / STAGING).iterdir()):
+            found.append(f"{s}/{STAGING}")
+    return found
+
+
+def plan_resume(out: Path, stages: list[str], completed: list[str], resume: str | None) -> dict[str, Path]:
+    """The checkpoint each unfinished stage resumes from ({} when starting fresh); refuses what cannot be."""
     if not resume:
-        return None
+        return {}
     if resume != "latest":
-        p = Path(resume).resolve()
-        return str(p) if p.parent == stage_dir.resolve() else None
-    return get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+        ckpt = Path(resume)
+        if not ckpt.is_dir():
+            raise RunError(f"--resume {resume}: checkpoint folder not found")
+        owner = next((s for s in stages if ckpt.resolve().parent == (out / s).resolve()), None)
+        if owner is None:
+            raise RunError(
+                f"--resume {resume} is not a checkpoint of this run: expected a checkpoint-N folder under "
+                + " or ".join(str(out / s) for s in stages)
+            )
+        earlier = [s for s in stages[: stages.index(owner)] if s not in completed]
+        if earlier:
+            raise RunError(f"--resume {resume} is a {owner} checkpoint, but {', '.join(earlier)} has not completed")
+        if owner in completed:
+            raise RunError(f"--resume {resume}: stage {owner} has already completed in {out}")
+        try:
+            check_resumable(ckpt)
+        except CheckpointError as e:
+            raise RunError(str(e)) from None
+        return {owner: ckpt}
+    plan: dict[str, Path] = {}
+    for s in stages:
+        if s in completed:
+            continue
+        ckpt, skipped = resume_point(out / s)
+        for bad, why in skipped:
+            log.warning("%s: skipping %s: %s", s, bad, why)
+        if ckpt is not None:
+            try:
+                check_resumable(ckpt)
+            except CheckpointError as e:
+                raise RunError(str(e)) from None
+            plan[s] = ckpt
+        elif skipped:
+            log.warning("%s: no complete checkpoint; the stage starts from its beginning", s)
+        break  # later stages have not started
+    if not plan and not completed:
+        raise RunError(
+            f"--resume: nothing to resume in {out} (no completed stage and no complete checkpoint); "
+            "drop --resume to start a new run"
+        )
+    return plan
 
 
 def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -> int:
+    """Run the configured stages in `output_dir`, holding the folder's lock (see the module doc)."""
+    from mrgfast.runlock import FolderLocked, folder_lock
+
+    try:
+        validate_config(cfg)
+    except ConfigError as e:
+        raise RunError(f"configuration error: {e}") from None
+    out = Path(cfg.mrg.output_dir)
+    if not _is_main():
+        return _run(cfg, resume=resume, overwrite=overwrite)
+    try:
+        with folder_lock(out, "train"):
+            return _run(cfg, resume=resume, overwrite=overwrite)
+    except FolderLocked as e:
+        raise RunError(str(e)) from None
+
+
+def _run(cfg: RunConfig, *, resume: str | None, overwrite: bool) -> int:
     m = cfg.mrg
     out = Path(m.output_dir)
-    if out.exists() and (out / "state.json").exists() and not resume:
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite contradict each other; pass one")
+    found = previous_run(out, m.stages)
+    if found and not resume:
         if not overwrite:
-            raise RunError(f"{out} holds a previous run; pass --resume to continue it or --overwrite to start over")
-        for sub in ("sft", "grpo", "eval", "state.json", "metrics.jsonl", "grpo_curves.png"):
-            p = out / sub
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    if resume and resume != "latest" and not Path(resume).is_dir():
-        raise RunError(f"--resume {resume}: checkpoint folder not found")
+            raise RunError(
+                f"{out} holds a previous run ({', '.join(found)}); rerun the same command with --resume to "
+                "continue it from its last complete checkpoint, or with --overwrite to delete it and start over"
+            )
+        if _is_main():
+            for sub in RUN_FILES:
+                p = out / sub
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     _setup_logging(out)
     t_start = time.time()
-    if _is_main():
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
-    log.info("configuration:\n%s", describe(cfg))
     state = _state(out)
+    plan = plan_resume(out, list(m.stages), state["completed"], resume)
+    if _is_main():
+        from mrgfast.atomic import write_text
+
+        write_text(out / "config.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
+    log.info("configuration:\n%s", describe(cfg))
     if resume:
-        log.info("resuming (%s); completed stages: %s", resume, state["completed"] or "none")
+        where = ", ".join(f"{s} from {p}" for s, p in plan.items()) or "no checkpoint (next stage from its start)"
+        log.info("resuming: completed stages %s; %s", state["completed"] or "none", where)
 
     import torch
     from transformers import set_seed
@@ -193,9 +275,7 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
             if stage == "sft":
                 model_path = str(stage_dir / "final")
             continue
-        ckpt = _resume_checkpoint(stage_dir, resume)
-        if resume and resume != "latest" and ckpt is None and Path(resume).resolve().parent != stage_dir.resolve():
-            log.info("%s: --resume %s belongs to another stage; starting %s fresh", stage, resume, stage)
+        ckpt = str(plan[stage]) if stage in plan else None
         set_seed(m.seed)
         if stage == "sft":
             model, processor, interrupted = run_sft(cfg, model_path, train_studies, instruction, ckpt)

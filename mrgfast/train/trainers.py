@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer, SFTTrainer
 
+from mrgfast.train.checkpoints import AtomicCheckpointMixin
+
 log = logging.getLogger("mrgfast.train")
 
 
@@ -64,11 +66,11 @@ def _last_checkpoint(folder: str) -> str | None:
         return None
 
 
-class MrgSFTTrainer(_SafetyMixin, SFTTrainer):
+class MrgSFTTrainer(AtomicCheckpointMixin, _SafetyMixin, SFTTrainer):
     pass
 
 
-class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
+class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
     def __init__(self, *args, use_fused_loss: bool = False, data_order_path: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.use_fused_loss = bool(use_fused_loss)
