@@ -173,8 +173,12 @@ def main(args) -> int:
     except ValueError as e:
         print(f"mrgfast eval: --margin/--uncertain: {e}", file=sys.stderr)
         return 2
-    if args.threads is not None and args.threads < 1:
-        print("mrgfast eval: --threads must be >= 1", file=sys.stderr)
+    from mrgfast.contracts import check_threads
+
+    try:
+        check_threads(args.threads, "--threads")
+    except ValueError as e:
+        print(f"mrgfast eval: {e}", file=sys.stderr)
         return 2
     logger = logging.getLogger("mrgfast")
     if not any(getattr(h, "_mrgfast_eval", False) for h in logger.handlers):
@@ -194,8 +198,13 @@ def main(args) -> int:
     def on_batch(n, total):
         done[0], done[1] = n, total
 
+    from mrgfast.runlock import FolderLocked
+
     try:
         result = run_eval(opts, on_batch=on_batch)
+    except FolderLocked as e:
+        print(f"mrgfast eval: {e}", file=sys.stderr)
+        return 2
     except (EvalError, GenerationError) as e:
         print(f"mrgfast eval: {e}", file=sys.stderr)
         return 1

@@ -89,7 +89,7 @@ def load_existing(path: str | os.PathLike, *, repair: bool = True) -> Existing:
                         f.truncate(line_start)
                 break
             reason = (
-                "invalid UTF-8" if isinstance(e, UnicodeDecodeError) else f"invalid JSON ({e.msg} at column {e.colno})"
+                "invalid UTF-8" if isinstance(e, UnicodeDecodeError) else f"invalid JSON ({e.msg}, column {e.colno})"
             )
             raise PredictionsError(f"{p}:{number}: {reason}; fix or delete the file (or pass --overwrite)") from None
         if not isinstance(obj, dict):
@@ -99,6 +99,12 @@ def load_existing(path: str | os.PathLike, *, repair: bool = True) -> Existing:
                 raise PredictionsError(f"{p}:{number}: field {key!r} is missing")
             if not isinstance(obj[key], str):
                 raise PredictionsError(f"{p}:{number}: field {key!r} is {type(obj[key]).__name__}, not a string")
+            try:
+                obj[key].encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise PredictionsError(
+                    f"{p}:{number}: field {key!r} is not valid text ({e}); fix or delete the file (or pass --overwrite)"
+                ) from None
         rid = obj["id"]
         if rid in seen:
             raise PredictionsError(f"{p}:{number}: duplicate id {rid!r} (first on line {seen[rid]})")

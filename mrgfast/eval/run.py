@@ -13,9 +13,7 @@ run continues where it stopped; a finished one only recomputes the metrics).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shlex
 import time
 from collections.abc import Callable
@@ -120,8 +118,17 @@ def run_eval(opts: EvalOptions, *, on_batch: Callable[[int, int], None] | None =
     """Generate what is missing from the predictions file, then compute and write the metrics.
 
     ``on_batch(done, total)`` is called after each batch is on disk (progress hooks, tests).
-    Returns the metrics dict (also written to ``opts.metrics_path``).
+    Returns the metrics dict (also written to ``opts.metrics_path``). The folder of the predictions
+    file is locked for the whole call: a second eval on it raises
+    :class:`mrgfast.runlock.FolderLocked` naming the holder's PID instead of writing duplicate ids.
     """
+    from mrgfast.runlock import folder_lock
+
+    with folder_lock(opts.predictions_path.parent, "eval"):
+        return _run_eval(opts, on_batch)
+
+
+def _run_eval(opts: EvalOptions, on_batch: Callable[[int, int], None] | None) -> dict[str, Any]:
     from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, DataError, read_annotation
 
     t0 = time.perf_counter()
@@ -260,9 +267,9 @@ def run_eval(opts: EvalOptions, *, on_batch: Callable[[int, int], None] | None =
         "timing_s": timing,
     }
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = metrics_path.with_name(metrics_path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, metrics_path)
+    from mrgfast.atomic import write_json
+
+    write_json(metrics_path, result)
     return result
 
 

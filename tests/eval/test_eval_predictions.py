@@ -100,3 +100,26 @@ def test_meta_mismatch_lists_the_differences(tmp_path):
     assert check_meta(p, {"a": 1, "generation": {"max_new_tokens": 8}}, have_records=True) is None
     why = check_meta(p, {"a": 1, "generation": {"max_new_tokens": 16}}, have_records=True)
     assert "generation" in why and "8" in why and "16" in why
+
+
+def test_surrogate_in_predictions_is_named_by_line(tmp_path):
+    """A lone surrogate (a JSON escape) used to crash eval's metrics with UnicodeEncodeError (issue 10)."""
+    from mrgfast.eval.predictions import PredictionsError, load_existing
+
+    p = tmp_path / "predictions.jsonl"
+    p.write_text(
+        '{"id": "a", "generated": "g", "report": "g", "reference": "r"}\n'
+        '{"id": "b", "generated": "g\\ud800", "report": "g", "reference": "r"}\n'
+    )
+    with pytest.raises(PredictionsError, match=r"predictions.jsonl:2: field 'generated' is not valid text"):
+        load_existing(p)
+
+
+def test_unterminated_string_message_reads_once(tmp_path):
+    from mrgfast.eval.predictions import PredictionsError, load_existing
+
+    p = tmp_path / "predictions.jsonl"
+    p.write_text('{"id": "a", "generated": "g\n{"id": "b", "generated": "g", "report": "g", "reference": "r"}\n')
+    with pytest.raises(PredictionsError) as e:
+        load_existing(p)
+    assert "at at" not in str(e.value) and "column" in str(e.value)

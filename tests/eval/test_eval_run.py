@@ -201,7 +201,7 @@ def test_bad_inputs_give_clear_errors(tiny_assets, tmp_path, cli):
     rc, _, err = cli("eval", "--model", tiny_assets["model"], *common, "--do-sample", "--temperature", "0")
     assert rc == 1 and "--temperature must be > 0" in err
     # a corrupt line inside an existing predictions file is named, nothing is overwritten
-    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev").mkdir(exist_ok=True)  # the run lock of the failed runs above created it
     pred = tmp_path / "ev" / "predictions.jsonl"
     pred.write_text('{"id": "SYN00003", "generated": "g", "report": "g"}\n{"id": "x"}\n')
     rc, _, err = cli("eval", "--model", tiny_assets["model"], *common)
