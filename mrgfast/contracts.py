@@ -58,7 +58,7 @@ def check_threads(threads: object, name: str = "threads") -> int | None:
         except TypeError:
             raise TypeError(f"{name} must be an int or None, got {type(threads).__name__}") from None
     if not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"{name} must be None (every core) or between 1 and {MAX_THREADS}, got {threads}")
+        raise ValueError(f"{name} must be between 1 and {MAX_THREADS} (None or omitted: every core), got {threads}")
     return int(threads)
 
 

@@ -58,12 +58,10 @@ class _SafetyMixin:
 
 
 def _last_checkpoint(folder: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    from mrgfast.train.checkpoints import resume_point
 
-    try:
-        return get_last_checkpoint(folder) if Path(folder).is_dir() else None
-    except Exception:
-        return None
+    ckpt, _ = resume_point(Path(folder))  # the newest complete one: what --resume would pick
+    return str(ckpt) if ckpt else None
 
 
 class MrgSFTTrainer(AtomicCheckpointMixin, _SafetyMixin, SFTTrainer):

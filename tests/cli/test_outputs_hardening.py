@@ -135,3 +135,13 @@ def test_sigterm_during_label_leaves_no_temporary_file(tmp_path):
     assert proc.returncode != 0
     assert not out.exists()
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("threads", ["100000000000", "0", "-1", "257"])
+def test_thread_bomb_flags_refused(tmp_path, cli, threads):
+    src = tmp_path / "in.jsonl"
+    _jsonl(src)
+    rc, _, err = cli("label", src, "--threads", threads)
+    assert rc == 2 and "--threads must be between 1 and 256" in err
+    rc, _, err = cli("score", "--pred", src, "--ref", src, "--threads", threads, "--json", tmp_path / "s.json")
+    assert rc == 2 and "--threads must be" in err
