@@ -110,8 +110,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument(
         "--image-check",
         default="exists",
-        choices=("open", "exists", "none"),
-        help="check images before generating: open (parse headers), exists (default), none",
+        choices=("decode", "open", "exists", "none"),
+        help="check images before generating: decode (every pixel), open (parse headers), exists (default), none",
     )
     progress = g.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)

@@ -41,9 +41,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         const="latest",
         default=None,
         metavar="CHECKPOINT",
-        help="continue the run in output_dir from its latest checkpoint, or from CHECKPOINT",
+        help="continue the run in output_dir from its newest complete checkpoint (named in the log; incomplete "
+        "or corrupt ones are skipped and named), or from CHECKPOINT (refused when incomplete or not this run's)",
     )
-    p.add_argument("--overwrite", action="store_true", help="start over in an output_dir holding a previous run")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the previous run in output_dir (state, checkpoints, logs, eval) and start over; without it "
+        "or --resume, a folder holding a run is refused",
+    )
     p.add_argument("--dry-run", action="store_true", help="load and validate the configuration, print it, exit")
     p.add_argument(
         "--list-fields",
