@@ -30,29 +30,40 @@ def dying(self, output_dir):
     if self.state.global_step == 4:          # the second save: weights and optimizer written, not the rest
         os.kill(os.getpid(), signal.SIGKILL)
 transformers.Trainer._save_optimizer_and_scheduler = dying
-run(build_config("tiny", None, json.loads(sys.argv[1])))
+from mrgfast.cli.main import main
+sys.exit(main(sys.argv[1:]))  # `mrgfast train --preset tiny --FIELD VALUE ...`
 """
+
+
+def _flags(overrides: dict) -> list[str]:
+    out = []
+    for k, v in overrides.items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                out += [f"--{k}.{kk}", str(vv)]
+        else:
+            out += [f"--{k}", str(v)]
+    return out
 
 
 def _sft_dir(tmp_path):
     return tmp_path / "run" / "sft"
 
 
-def test_kill_9_during_checkpoint_save_resumes_from_last_complete(tmp_path, synth_dir, tiny_model_dir, small):
+def test_kill_9_during_checkpoint_save_resumes_from_last_complete(tmp_path, synth_dir, tiny_model_dir, small, cli_main):
     overrides = small(tmp_path, synth_dir, tiny_model_dir, **SFT_ONLY)
+    argv = ["train", "--preset", "tiny", *_flags(overrides)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", KILL_IN_SECOND_SAVE, json.dumps(overrides)], env=env, capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_SECOND_SAVE, *argv], env=env, capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
     sft = _sft_dir(tmp_path)
     assert [p.name for p in sft.glob("checkpoint-*")] == ["checkpoint-2"]  # the half-written one is not there
     assert (sft / STAGING_DIR / "checkpoint-4").is_dir()
     assert not (sft / STAGING_DIR / "checkpoint-4" / COMPLETE_MARKER).exists()
-    cfg = build_config("tiny", None, overrides)
-    with pytest.raises(RunError, match=r"holds a previous run.*--resume.*--overwrite"):
-        run(cfg)  # no silent fresh start next to the stale checkpoints
-    assert run(cfg, resume="latest") == 0
+    rc, _, err = cli_main(*argv)
+    assert rc == 2 and "holds a previous run" in err and "--resume" in err and "--overwrite" in err
+    rc, _, err = cli_main(*argv, "--resume")
+    assert rc == 0, err
     assert f"sft from {sft / 'checkpoint-2'}" in (tmp_path / "run" / "train.log").read_text()
     state = json.loads((sft / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and (sft / "checkpoint-4" / COMPLETE_MARKER).is_file()
