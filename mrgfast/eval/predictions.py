@@ -184,7 +184,6 @@ def check_meta(path: str | os.PathLike, settings: dict[str, Any], *, have_record
 
 
 def write_meta(path: str | os.PathLike, settings: dict[str, Any]) -> None:
-    mp = meta_path(path)
-    tmp = mp.with_name(mp.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"settings": settings}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, mp)
+    from mrgfast.atomic import write_json
+
+    write_json(meta_path(path), {"settings": settings})

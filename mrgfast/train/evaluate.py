@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
+from mrgfast.atomic import write_text
 from mrgfast.contracts import DEFAULT_MARGIN, DEFAULT_UNCERTAIN
 from mrgfast.eval.predictions import Prediction
 from mrgfast.reward.format import extract_report
 
 log = logging.getLogger("mrgfast.eval")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def generate_reports(
@@ -95,8 +85,8 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     # the predictions schema of `mrgfast eval` (mrgfast.contracts.PREDICTION_FIELDS), readable by `mrgfast score`
     lines = [Prediction(s.id, c, extract_report(c), s.report).to_json() + "\n" for s, c in zip(studies, completions)]
-    write_text_atomic(out_dir / f"predictions_{tag}.jsonl", "".join(lines))
-    write_text_atomic(out_dir / f"eval_{tag}.json", json.dumps(res, indent=1))
+    write_text(out_dir / f"predictions_{tag}.jsonl", "".join(lines))
+    write_text(out_dir / f"eval_{tag}.json", json.dumps(res, indent=1))
     log.info(
         "eval %s: CE-F1(micro)=%.4f MCCS=%.4f format=%.3f (n=%d, %.0fs)",
         tag,
