@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mrgfast.contracts import check_mccs_params
+from mrgfast.contracts import check_mccs_params, check_threads
 from mrgfast.reward.completions import normalize_completions
 
 logger = logging.getLogger("mrgfast.reward")
@@ -112,8 +112,9 @@ def check_length(name: str, values: Sequence[Any], n: int, who: str) -> None:
         raise ValueError(f"{who}: {name} has {len(values)} items but there are {n} completions")
 
 
-def check_reward_settings(reference_column: str, margin: float, uncertain: float) -> None:
-    """Constructor checks shared by the reward classes."""
+def check_reward_settings(reference_column: str, margin: float, uncertain: float, threads: int | None = None) -> None:
+    """Constructor checks shared by the reward classes (a bad value fails here, not at the first batch)."""
     if not isinstance(reference_column, str) or not reference_column:
         raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
     check_mccs_params(margin, uncertain)
+    check_threads(threads)

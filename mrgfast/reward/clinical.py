@@ -111,7 +111,7 @@ class MCCSReward(RewardFunction):
         name: str = "mccs_reward",
     ):
         super().__init__(name)
-        check_reward_settings(reference_column, margin, uncertain)
+        check_reward_settings(reference_column, margin, uncertain, threads)
         self.reference_column = reference_column
         self.margin = float(margin)
         self.uncertain = float(uncertain)

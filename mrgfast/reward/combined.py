@@ -41,7 +41,7 @@ class MRGReward(RewardFunction):
         name: str = "mrg_reward",
     ):
         super().__init__(name)
-        check_reward_settings(reference_column, margin, uncertain)
+        check_reward_settings(reference_column, margin, uncertain, threads)
         for wname, w in (("mccs_weight", mccs_weight), ("format_weight", format_weight)):
             if not np.isfinite(float(w)):
                 raise ValueError(f"{wname} must be finite, got {w!r}")

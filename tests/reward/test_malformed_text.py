@@ -48,3 +48,11 @@ def test_verl_scores_zero():
 def test_bad_reference_is_a_named_dataset_error():
     with pytest.raises(ValueError, match="column 'report' value 1 is not valid text"):
         MCCSReward()(completions=[GOOD, GOOD], report=[REF, "x\ud800"])
+
+
+@pytest.mark.parametrize("cls", [MCCSReward, MRGReward])
+def test_reward_thread_count_checked_at_construction(cls):
+    with pytest.raises(ValueError, match="threads must be between 1 and 256"):
+        cls(threads=0)
+    with pytest.raises(ValueError, match="threads must be between 1 and 256"):
+        cls(threads=10**12)
