@@ -139,6 +139,53 @@ where
     Ok(out)
 }
 
+/// The Python side of the pool: kept here so the bindings in `python.rs` stay a thin layer.
+#[cfg(feature = "python")]
+mod py {
+    use super::{par_map_checked, MapError};
+    use pyo3::exceptions::PyValueError;
+    use pyo3::prelude::*;
+
+    /// `f` over `items` with the GIL released; on Python's main thread a pending signal (Ctrl-C) is
+    /// honoured between chunks of `pool::CHECK_EVERY` items, so a long batch stops promptly.
+    pub fn par_map_py<T, R, F>(
+        py: Python<'_>,
+        items: &[T],
+        threads: Option<usize>,
+        f: F,
+    ) -> PyResult<Vec<R>>
+    where
+        T: Sync,
+        R: Send,
+        F: Fn(&T) -> R + Sync + Send,
+    {
+        let main = is_main_thread(py)?;
+        let r = py.detach(|| {
+            par_map_checked(items, threads, f, || {
+                if main {
+                    Python::attach(|py| py.check_signals())
+                } else {
+                    Ok(())
+                }
+            })
+        });
+        r.map_err(|e| match e {
+            MapError::Threads(s) => PyValueError::new_err(s),
+            MapError::Stopped(err) => err,
+        })
+    }
+
+    fn is_main_thread(py: Python<'_>) -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        Ok(threading
+            .call_method0("main_thread")?
+            .is(&threading.call_method0("current_thread")?))
+    }
+}
+
+#[cfg(feature = "python")]
+pub use py::par_map_py;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use crate::labeler::label_report;
 use crate::mccs::{mccs_labels, MccsParams, DEFAULT_MARGIN, DEFAULT_UNCERTAIN};
 use crate::metrics::ce_metrics as ce_metrics_core;
 use crate::observations::{Labels, BLANK, N_OBS, OBSERVATIONS};
-use crate::pool::{par_map_checked, MapError, MAX_THREADS};
+use crate::pool::{par_map_py, MAX_THREADS};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
@@ -106,42 +106,6 @@ fn f64_bytes(xs: &[f64]) -> Vec<u8> {
 
 fn run<T>(r: Result<T, String>) -> PyResult<T> {
     r.map_err(PyValueError::new_err)
-}
-
-/// `f` over `items` with the GIL released; on Python's main thread a pending signal (Ctrl-C) is
-/// honoured between chunks of `pool::CHECK_EVERY` items, so a long batch stops promptly.
-fn par_map_py<T, R, F>(
-    py: Python<'_>,
-    items: &[T],
-    threads: Option<usize>,
-    f: F,
-) -> PyResult<Vec<R>>
-where
-    T: Sync,
-    R: Send,
-    F: Fn(&T) -> R + Sync + Send,
-{
-    let main = is_main_thread(py)?;
-    let r = py.detach(|| {
-        par_map_checked(items, threads, f, || {
-            if main {
-                Python::attach(|py| py.check_signals())
-            } else {
-                Ok(())
-            }
-        })
-    });
-    r.map_err(|e| match e {
-        MapError::Threads(s) => PyValueError::new_err(s),
-        MapError::Stopped(err) => err,
-    })
-}
-
-fn is_main_thread(py: Python<'_>) -> PyResult<bool> {
-    let threading = py.import("threading")?;
-    Ok(threading
-        .call_method0("main_thread")?
-        .is(&threading.call_method0("current_thread")?))
 }
 
 /// Label reports; returns n×14 int8 codes as bytes.
