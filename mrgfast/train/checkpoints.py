@@ -94,6 +94,8 @@ class AtomicCheckpointMixin:
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
         if self.args.should_save:
             publish(staging / name, run_dir / name, self.state.global_step)
+            with contextlib.suppress(OSError):
+                staging.rmdir()  # only when empty
             log.info("checkpoint %s complete", run_dir / name)
             rotate_checkpoints(
                 output_dir=str(run_dir),
