@@ -69,8 +69,15 @@ pub fn ccs(g: &[f64; N_SIGNED], r: &[f64; N_SIGNED]) -> f64 {
     match (gg == 0.0, rr == 0.0) {
         (true, true) => 1.0,
         (true, false) | (false, true) => 0.0,
-        // sqrt(gg·rr) rather than sqrt(gg)·sqrt(rr): identical vectors then give exactly 1.
-        _ => (dot / (gg * rr).sqrt()).clamp(-1.0, 1.0),
+        // sqrt(gg·rr) rather than sqrt(gg)·sqrt(rr): identical vectors then give exactly 1. With a tiny
+        // `uncertain` (1e-142) gg·rr underflows to 0 although neither is 0: then the separate roots.
+        _ => {
+            let denom = match (gg * rr).sqrt() {
+                d if d > 0.0 => d,
+                _ => gg.sqrt() * rr.sqrt(),
+            };
+            (dot / denom).clamp(-1.0, 1.0)
+        }
     }
 }
 
@@ -92,6 +99,20 @@ mod tests {
     use super::*;
     use crate::observations::BLANK;
     use proptest::prelude::*;
+
+    #[test]
+    fn tiny_uncertain_value_never_gives_nan() {
+        // g·g and r·r are ~1e-283 each: their product underflows to 0 (hypothesis found this NaN)
+        let u = 3.677_075_636_624_496_4e-142;
+        let mut g = [0.0; N_SIGNED];
+        let mut r = [0.0; N_SIGNED];
+        g[0] = u;
+        r[1] = u;
+        assert_eq!(ccs(&g, &r), 0.0);
+        r[0] = u;
+        r[1] = 0.0;
+        assert_eq!(ccs(&g, &r), 1.0);
+    }
 
     fn labels(pairs: &[(usize, i8)]) -> Labels {
         let mut l = [BLANK; N_OBS];
