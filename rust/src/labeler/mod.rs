@@ -13,6 +13,7 @@
 //!    "lungs") take the code of their modifier ("enlarged", "normal", "clear", "stable");
 //! 4. report level: positive > uncertain > negative > blank, then the No Finding rule.
 
+pub mod automaton;
 pub mod rules;
 pub mod scope;
 pub mod sentences;
@@ -24,6 +25,9 @@ use rules::{rules, Rules, Target, HEADER_NONE, HEADER_SKIP, NONE};
 use scope::{code_at, desc_code, Unit};
 use sentences::{tokenize, Tokens, BREAK, PARA, WORD};
 use std::cell::RefCell;
+
+/// SHA-256 (hex) of the rule file compiled in, computed by `build.rs` over the same bytes.
+pub const RULES_SHA256: &str = env!("MRGFAST_RULES_SHA256");
 
 #[derive(Default)]
 struct Scratch {
