@@ -12,7 +12,7 @@ from mrgfast.reference.labeler import RULES_PATH
 def test_rules_hash_matches_the_file():
     with open(RULES_PATH, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    assert _core.RULES_SHA256 == digest, (
+    assert digest == _core.RULES_SHA256, (
         f"{RULES_PATH} changed since the extension was built: rebuild (pip install -e .)"
     )
 

@@ -11,6 +11,8 @@ array of `mrgfast.label` (columns `mrgfast.OBSERVATIONS`, codes 1 / 0 / -1 / `mr
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,19 +57,26 @@ def resolve_labeler(labeler: Labeler | str | None, **chexbert_options: Any) -> L
         return RUST
     if isinstance(labeler, str):
         if labeler == "chexbert":
-            from mrgfast.labelers.chexbert import CheXbert
-
             missing = [k for k in ("checkpoint", "bert_path") if not chexbert_options.get(k)]
             if missing:
                 flags = ", ".join("--" + k.replace("_", "-") for k in missing)
                 raise ValueError(
                     f"the chexbert labeler needs {', '.join(missing)} (CLI: {flags.replace('--checkpoint', '--chexbert-checkpoint')})"
                 )
-            return CheXbert(**chexbert_options)
+            opts = {k: (os.fspath(v) if k in ("checkpoint", "bert_path") else v) for k, v in chexbert_options.items()}
+            return _chexbert(tuple(sorted(opts.items())))
         raise ValueError(f"unknown labeler {labeler!r}; known: {list(LABELER_NAMES)}")
     if isinstance(labeler, Labeler):
         return labeler
     raise TypeError(f"labeler must be a name in {list(LABELER_NAMES)}, a Labeler or None, got {type(labeler).__name__}")
+
+
+@functools.lru_cache(maxsize=4)
+def _chexbert(options: tuple[tuple[str, Any], ...]) -> Labeler:
+    # one model per (checkpoint, folder, options) per process: rewards resolve the name on every call
+    from mrgfast.labelers.chexbert import CheXbert
+
+    return CheXbert(**dict(options))
 
 
 def __getattr__(name: str):

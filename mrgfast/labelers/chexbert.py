@@ -206,7 +206,7 @@ class CheXbert:
         for ids in pieces:
             ids = [cls, *ids, sep]
             if len(ids) > MAX_TOKENS:
-                ids = ids[: MAX_TOKENS - 1] + [sep]
+                ids = [*ids[: MAX_TOKENS - 1], sep]
             out.append(ids)
         return out
 

@@ -10,7 +10,8 @@ named by ``--label_key`` (the reference report) arrives as ``labels``::
 ``queries`` are prompt + response texts; the response is what follows the prompt. Each score is
 ``0.75 · MCCS + 0.25 · format`` in [0, 1]. OpenRLHF passes no options to the function, so they
 come from environment variables: ``MRGFAST_MARGIN``, ``MRGFAST_UNCERTAIN``,
-``MRGFAST_MCCS_WEIGHT``, ``MRGFAST_FORMAT_WEIGHT``, ``MRGFAST_THREADS``.
+``MRGFAST_MCCS_WEIGHT``, ``MRGFAST_FORMAT_WEIGHT``, ``MRGFAST_THREADS``; ``MRGFAST_LABELER=chexbert`` with
+``MRGFAST_CHEXBERT_CHECKPOINT`` and ``MRGFAST_BERT_PATH`` for the paper-exact CheXbert reward.
 
 Returns ``{"rewards", "scores", "extra_logs"}`` (float32 tensors; ``extra_logs`` holds the per-sample
 ``mccs``, ``format`` and ``malformed`` values, which OpenRLHF logs). A ``None`` or non-text query
@@ -31,6 +32,7 @@ import numpy as np
 
 from mrgfast import engine
 from mrgfast.contracts import check_mccs_params
+from mrgfast.labelers import resolve_labeler
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
@@ -63,6 +65,17 @@ def _env_threads() -> int | None:
     if value < 1:
         raise ValueError(f"environment variable MRGFAST_THREADS must be >= 1, got {value}")
     return value
+
+
+def _env_labeler():
+    name = os.environ.get("MRGFAST_LABELER") or None
+    if name in (None, "rust"):
+        return resolve_labeler(None)
+    return resolve_labeler(
+        name,
+        checkpoint=os.environ.get("MRGFAST_CHEXBERT_CHECKPOINT"),
+        bert_path=os.environ.get("MRGFAST_BERT_PATH"),
+    )
 
 
 def response_of(query: str, prompt: Any) -> str:
@@ -122,7 +135,12 @@ def score_queries(queries: Sequence[Any], prompts: Sequence[Any], labels: Sequen
     parsed = [None if t is None else parse_completion(t) for t in texts]
     f = np.array([0.0 if p is None else p[1] for p in parsed], dtype=np.float64)
     m = mccs_of_reports(
-        [None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain, threads=_env_threads()
+        [None if p is None else p[0] for p in parsed],
+        refs,
+        margin=margin,
+        uncertain=uncertain,
+        threads=_env_threads(),
+        labeler=_env_labeler(),
     )
     malformed = np.array([t is None for t in texts], dtype=np.float64)
     return {"total": w_m * m + w_f * f, "mccs": m, "format": f, "malformed": malformed}

@@ -12,7 +12,8 @@ verl loads a custom reward function from a file path, so point its config at thi
 
 The dataset's ``reward_model.ground_truth`` is the reference report; ``solution_str`` is the
 decoded response. Options go in ``custom_reward_function.reward_kwargs`` (``margin``,
-``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``). With
+``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``; ``labeler="chexbert"``
+with ``chexbert_checkpoint`` and ``bert_path`` for the paper-exact CheXbert reward, loaded once per worker). With
 ``details=True`` each score is a dict ``{"score", "mccs", "format", "malformed"}`` and verl logs
 the extra keys. A ``None`` or non-text response scores 0.0 (counted in ``malformed``).
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from mrgfast import engine
 from mrgfast.contracts import check_mccs_params
+from mrgfast.labelers import resolve_labeler
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
@@ -63,6 +65,7 @@ def _score_all(
     threads: int | None,
     details: bool,
     what: str,
+    labeler: dict[str, Any],
 ) -> list[Score]:
     check_mccs_params(margin, uncertain)
     n = len(solution_strs)
@@ -76,7 +79,12 @@ def _score_all(
     parsed = [None if t is None else parse_completion(t) for t in texts]
     f = np.array([0.0 if p is None else p[1] for p in parsed], dtype=np.float64)
     m = mccs_of_reports(
-        [None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain, threads=threads
+        [None if p is None else p[0] for p in parsed],
+        refs,
+        margin=margin,
+        uncertain=uncertain,
+        threads=threads,
+        labeler=_labeler(**labeler),
     )
     total = float(mccs_weight) * m + float(format_weight) * f
     if not details:
@@ -85,6 +93,12 @@ def _score_all(
         {"score": float(total[i]), "mccs": float(m[i]), "format": float(f[i]), "malformed": float(texts[i] is None)}
         for i in range(n)
     ]
+
+
+def _labeler(labeler: str | None = None, chexbert_checkpoint: str | None = None, bert_path: str | None = None):
+    if labeler in (None, "rust"):
+        return resolve_labeler(None)
+    return resolve_labeler(labeler, checkpoint=chexbert_checkpoint, bert_path=bert_path)
 
 
 def compute_score(
@@ -99,6 +113,9 @@ def compute_score(
     format_weight: float = FORMAT_WEIGHT,
     threads: int | None = 1,
     details: bool = False,
+    labeler: str | None = None,
+    chexbert_checkpoint: str | None = None,
+    bert_path: str | None = None,
     **kwargs: Any,
 ) -> Score:
     """verl's single-sample reward: ``mccs_weight · MCCS + format_weight · format`` in [0, 1].
@@ -116,6 +133,7 @@ def compute_score(
         threads=threads,
         details=details,
         what="ground_truth",
+        labeler={"labeler": labeler, "chexbert_checkpoint": chexbert_checkpoint, "bert_path": bert_path},
     )[0]
 
 
@@ -131,6 +149,9 @@ def compute_score_batch(
     format_weight: float = FORMAT_WEIGHT,
     threads: int | None = None,
     details: bool = False,
+    labeler: str | None = None,
+    chexbert_checkpoint: str | None = None,
+    bert_path: str | None = None,
     **kwargs: Any,
 ) -> list[Score]:
     """verl's batched reward (``reward_model.reward_manager=batch``): one score per response.
@@ -154,6 +175,7 @@ def compute_score_batch(
         threads=threads,
         details=details,
         what="ground_truths",
+        labeler={"labeler": labeler, "chexbert_checkpoint": chexbert_checkpoint, "bert_path": bert_path},
     )
 
 

@@ -42,7 +42,7 @@ CONDITIONS = [
 ]
 
 
-class bert_labeler(nn.Module):  # noqa: N801 - CheXbert's name
+class bert_labeler(nn.Module):  # CheXbert's class name
     def __init__(self, config, p=0.1):
         super().__init__()
         from transformers import BertModel
@@ -73,7 +73,7 @@ def chexbert_tokenize(impressions, tokenizer):
         if tokenized_imp:
             res = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(tokenized_imp), tokenizer.sep_token_id]
             if len(res) > 512:
-                res = res[:511] + [tokenizer.sep_token_id]
+                res = [*res[:511], tokenizer.sep_token_id]  # res[:511] + [sep]
             new_impressions.append(res)
         else:
             new_impressions.append([tokenizer.cls_token_id, tokenizer.sep_token_id])
@@ -170,21 +170,21 @@ def test_half_precision_runs(tiny_chexbert):
 
 def test_missing_files_are_named(tiny_chexbert, tmp_path):
     ckpt, bert_path = tiny_chexbert
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth"):
         CheXbert(tmp_path / "nope.pth", bert_path)
     with pytest.raises(FileNotFoundError, match="no-bert"):
         CheXbert(ckpt, tmp_path / "no-bert")
     partial = tmp_path / "bert"
     partial.mkdir()
     (partial / "config.json").write_text((bert_path / "config.json").read_text())
-    with pytest.raises(FileNotFoundError, match="vocab.txt"):
+    with pytest.raises(FileNotFoundError, match=r"vocab\.txt"):
         CheXbert(ckpt, partial)
     with pytest.raises(ValueError, match="needs checkpoint, bert_path"):
         resolve_labeler("chexbert")
 
 
 def test_wrong_layouts_are_refused(tiny_chexbert, tmp_path):
-    ckpt, bert_path = tiny_chexbert
+    _, bert_path = tiny_chexbert
     state = tiny_chexbert_state(bert_path)
 
     def save(obj, name):
@@ -194,10 +194,10 @@ def test_wrong_layouts_are_refused(tiny_chexbert, tmp_path):
 
     with pytest.raises(CheXbertError, match="model_state_dict"):
         CheXbert(save({"state_dict": state}, "a.pth"), bert_path)
-    with pytest.raises(CheXbertError, match="module."):
+    with pytest.raises(CheXbertError, match=r"module\."):
         CheXbert(save({"model_state_dict": {k[7:]: v for k, v in state.items()}}, "b.pth"), bert_path)
     thirteen = {k: v for k, v in state.items() if not k.startswith("module.linear_heads.13.")}
-    with pytest.raises(CheXbertError, match="14 linear heads.*has 13"):
+    with pytest.raises(CheXbertError, match=r"14 linear heads.*has 13"):
         CheXbert(save({"model_state_dict": thirteen}, "c.pth"), bert_path)
     fifteen = tiny_chexbert_state(bert_path, n_heads=15)
     with pytest.raises(CheXbertError, match="has 15"):
@@ -205,7 +205,7 @@ def test_wrong_layouts_are_refused(tiny_chexbert, tmp_path):
     wrong_classes = dict(state)
     wrong_classes["module.linear_heads.13.weight"] = torch.zeros(4, 32)
     wrong_classes["module.linear_heads.13.bias"] = torch.zeros(4)
-    with pytest.raises(CheXbertError, match="linear_heads.13 \\(No Finding\\) must have 2 classes"):
+    with pytest.raises(CheXbertError, match=r"linear_heads\.13 \(No Finding\) must have 2 classes"):
         CheXbert(save({"model_state_dict": wrong_classes}, "e.pth"), bert_path)
     no_layer = {k: v for k, v in state.items() if ".layer.1." not in k}
     with pytest.raises(CheXbertError, match="missing"):
