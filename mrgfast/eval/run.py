@@ -73,6 +73,10 @@ class EvalOptions:
     uncertain_positive: bool = False
     threads: int | None = None
     progress: bool | None = None
+    labelers: list[Any] | None = None
+    """`mrgfast.labelers` backends for CE/MCCS (default: the Rust engine); the first is the primary."""
+    radeval: list[str] | None = None
+    """RadEval metric names to add (offline; see mrgfast.eval.radeval_metrics)."""
 
     @property
     def predictions_path(self) -> Path:
@@ -233,6 +237,8 @@ def run_eval(opts: EvalOptions, *, on_batch: Callable[[int, int], None] | None =
         threads=opts.threads,
         meteor=opts.meteor,
         nlg=opts.nlg,
+        labelers=opts.labelers,
+        radeval=opts.radeval,
     )
     metrics_path = opts.metrics_path
     generated_now = len(todo)

@@ -154,8 +154,13 @@ class CheXbert:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        bert_dir = _check_bert_path(bert_path)
+        if not os.path.isfile(os.fspath(checkpoint)) and not os.path.isdir(os.fspath(bert_path)):
+            raise FileNotFoundError(
+                f"CheXbert checkpoint not found: {os.fspath(checkpoint)}, and BERT folder not found: "
+                f"{os.fspath(bert_path)} (chexbert.pth and a local bert-base-uncased: {', '.join(BERT_FILES)})"
+            )
         state = load_state_dict(checkpoint)
+        bert_dir = _check_bert_path(bert_path)
         self.checkpoint = os.fspath(checkpoint)
         self.bert_path = bert_dir
         self.batch_size = int(batch_size)

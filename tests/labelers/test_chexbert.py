@@ -16,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import report_corpus, tiny_chexbert_state
+from tiny_chexbert import report_corpus, tiny_chexbert_state
 from torch import nn
 
 import mrgfast
