@@ -60,13 +60,16 @@ def _triggers(U: list, words: list[str], trace: list) -> list[dict[str, str]]:
 
 def _decider(code: int, found: list[dict[str, str]]) -> str:
     trig = [t for t in found if t["kind"] == "trigger"]
+    mods = [t for t in found if t["kind"] == "modifier"]
     if code == POSITIVE and not trig:
+        if mods:
+            m = mods[0]
+            return f'{m["class"]} modifier "{m["text"]}" ({m["rule"]}), no negation or uncertainty trigger in scope'
         return "no negation or uncertainty trigger in scope: positive"
     ranked = sorted(trig, key=lambda t: ROLE_RANK[t["role"].split("_")[0]])
     if ranked:
         t = ranked[0]
         return f'{t["role"]} "{t["text"]}" ({t["rule"]})'
-    mods = [t for t in found if t["kind"] == "modifier"]
     if mods:
         m = mods[0]
         return f'{m["class"]} modifier "{m["text"]}" ({m["rule"]})'
