@@ -584,4 +584,25 @@ mod tests {
             "params are required"
         );
     }
+
+    #[test]
+    fn every_error_names_its_line() {
+        // build.rs turns "line N: ..." into "mrgfast/reference/rules.txt:N: error: ..."
+        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n";
+        let cases = [
+            (format!("{base}@mention Edema\nedema\nBad Token\n"), 10),
+            (format!("{base}@mention Nope\nx\n"), 9),
+            (format!("{base}@trigger neg_pre\nx\n@term\nx\n"), 9),
+            (format!("{base}@mod nogroup=normal\nx\n"), 9),
+            (format!("{base}@mention Edema\n\nedema\n@bogus\ny\n"), 12),
+            ("@mention Edema\nedema\n".to_string(), 2),
+        ];
+        for (text, line) in cases {
+            let err = parse(&text).err().expect("must fail");
+            assert!(
+                err.starts_with(&format!("line {line}: ")),
+                "{err:?} should name line {line}"
+            );
+        }
+    }
 }
