@@ -103,12 +103,13 @@ def format_agreement(result: dict[str, Any], *, title: str | None = None) -> str
     lines = [title] if title else []
     lines.append(f"reports: {result['n']}   labelers: {a} (rows) vs {b} (columns)")
     width = max(len(o) for o in OBSERVATIONS) + 2
-    head = f"  {'observation':<{width}}{'4-way':>7}{'kappa4':>7}{'pres.':>7}{'kappa2':>7}{f'+{a}':>9}{f'+{b}':>9}"
+    wa, wb = max(9, len(a) + 3), max(9, len(b) + 3)
+    head = f"  {'observation':<{width}}{'4-way':>7}{'kappa4':>7}{'pres.':>7}{'kappa2':>7}{f'+{a}':>{wa}}{f'+{b}':>{wb}}"
     lines += [head, "  " + "-" * (len(head) - 2)]
     for obs, r in result["per_observation"].items():
         lines.append(
             f"  {obs:<{width}}{_f(r['agreement_4way']):>7}{_f(r['kappa_4way']):>7}{_f(r['agreement_present']):>7}"
-            f"{_f(r['kappa_present']):>7}{r['present'][a]:>9}{r['present'][b]:>9}"
+            f"{_f(r['kappa_present']):>7}{r['present'][a]:>{wa}}{r['present'][b]:>{wb}}"
         )
     lines.append("  " + "-" * (len(head) - 2))
     for name in ("macro", "micro"):
