@@ -84,3 +84,38 @@ def test_agree_command(tmp_path, tiny_chexbert, capsys):
     assert result["per_observation"] == json.loads(json.dumps(want["per_observation"]))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["agree", str(src), "--labeler", "rust"]) == 2
+
+
+def test_eval_metrics_by_labeler(tiny_chexbert):
+    from mrgfast.eval.metrics import eval_metrics
+    from mrgfast.labelers import RUST
+
+    backend = CheXbert(*tiny_chexbert, device="cpu")
+    gen = [f"<think>x</think><report>{r}</report>" for r in REPORTS[:20]]
+    result = eval_metrics(gen, REPORTS[20:40], labelers=[RUST, backend], nlg=False)
+    assert result["labeler"] == "rust" and set(result["by_labeler"]) == {"rust", "chexbert"}
+    want = mrgfast.ce_metrics(REPORTS[:20], REPORTS[20:40], labeler=backend)
+    assert result["by_labeler"]["chexbert"]["ce"]["all"]["macro"] == pytest.approx(want["macro"])
+    assert "rust vs chexbert" in result["agreement"]
+
+
+def test_verl_and_openrlhf_with_chexbert(tiny_chexbert, monkeypatch):
+    from mrgfast.reward import openrlhf, verl
+
+    ckpt, bert = tiny_chexbert
+    backend = CheXbert(ckpt, bert, device="cpu")
+    gen = [f"<think>t</think><report>{r}</report>" for r in REPORTS[:8]]
+    refs = REPORTS[8:16]
+    want_mccs = mrgfast.mccs(REPORTS[:8], refs, labeler=backend)
+    got = verl.compute_score_batch(
+        ["iu"] * 8, gen, refs, labeler="chexbert", chexbert_checkpoint=str(ckpt), bert_path=str(bert), details=True
+    )
+    assert np.allclose([g["mccs"] for g in got], want_mccs)
+    monkeypatch.setenv("MRGFAST_LABELER", "chexbert")
+    monkeypatch.setenv("MRGFAST_CHEXBERT_CHECKPOINT", str(ckpt))
+    monkeypatch.setenv("MRGFAST_BERT_PATH", str(bert))
+    parts = openrlhf.score_queries(gen, [""] * 8, refs)
+    assert np.allclose(parts["mccs"], want_mccs)
+    monkeypatch.delenv("MRGFAST_CHEXBERT_CHECKPOINT")
+    with pytest.raises(ValueError, match="needs checkpoint"):
+        openrlhf.score_queries(gen, [""] * 8, refs)
