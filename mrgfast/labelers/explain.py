@@ -28,9 +28,13 @@ ROLE_CODE = {
 ROLE_RANK = {"strong": 0, "neg": 1, "unc": 2}
 
 
-def _rule(e: ref.Entry, prefix: str) -> str:
-    lines = [f"rules.txt:{n} {sec}" for n, sec in e.lines if sec.startswith(prefix)]
-    return "; ".join(lines) or "rules.txt (?)"
+def _rule(e: ref.Entry, prefix: str, obs: str | None = None) -> str:
+    """The rules.txt line(s) giving the phrase this role; with `obs`, the one naming that observation."""
+    lines = [(n, sec) for n, sec in e.lines if sec.startswith(prefix)]
+    if obs is not None:
+        named = [(n, sec) for n, sec in lines if obs in sec]
+        lines = named or lines
+    return "; ".join(f"rules.txt:{n} {sec}" for n, sec in lines) or "rules.txt (?)"
 
 
 def _phrase(e: ref.Entry) -> str:
@@ -111,7 +115,7 @@ def explain(text: str) -> dict[str, Any]:
                                 "kind": "mention",
                                 "text": words[p],
                                 "phrase": _phrase(e),
-                                "rule": _rule(e, "@mention"),
+                                "rule": _rule(e, "@mention", OBSERVATIONS[obs]),
                                 "code": c,
                                 "decided_by": _decider(code, found),
                                 "note": note,
@@ -137,7 +141,7 @@ def explain(text: str) -> dict[str, Any]:
                                 "kind": f"descriptor ({e.desc_group})",
                                 "text": words[p],
                                 "phrase": _phrase(e),
-                                "rule": _rule(e, "@desc"),
+                                "rule": _rule(e, "@desc", OBSERVATIONS[obs]),
                                 "code": c,
                                 "decided_by": _decider(code, found) if code != POSITIVE or found else "?",
                                 "note": note,
