@@ -213,3 +213,17 @@ def test_wrong_layouts_are_refused(tiny_chexbert, tmp_path):
     (tmp_path / "g.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheXbertError, match="weights-only"):
         CheXbert(tmp_path / "g.pth", bert_path)
+
+
+def test_old_checkpoint_with_position_ids_buffer_loads(tiny_chexbert, tmp_path):
+    """Checkpoints saved by older transformers carry bert.embeddings.position_ids, a buffer newer
+    versions keep out of the state dict; it is dropped, the labels are unchanged."""
+    ckpt, bert_path = tiny_chexbert
+    state = tiny_chexbert_state(bert_path)
+    state["module.bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+    p = tmp_path / "old.pth"
+    torch.save({"model_state_dict": state}, p)
+    texts = REPORTS[:10]
+    assert np.array_equal(
+        CheXbert(p, bert_path, device="cpu").label(texts), CheXbert(ckpt, bert_path, device="cpu").label(texts)
+    )
