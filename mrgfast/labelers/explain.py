@@ -101,13 +101,17 @@ def explain(text: str) -> dict[str, Any]:
                     trace: list = []
                     code = ref.code_at(r, U, p, trace)
                     found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag in e.mentions:
+                    for obs, u_flag, p_flag, w_flag in e.mentions:
                         c, note = code, None
                         if p_flag and c == NEGATIVE:
                             note = "flag p: a negative mention of this phrase is not counted"
                             c = None
                         elif u_flag and c == POSITIVE:
                             c, note = UNCERTAIN, "flag u: a positive mention of this phrase counts as uncertain"
+                        if w_flag:
+                            note = (
+                                note + "; " if note else ""
+                            ) + "flag w: a weak reading, used only when nothing else mentions it"
                         calls[OBSERVATIONS[obs]].append(
                             {
                                 "sentence": s_idx + 1,
@@ -119,6 +123,7 @@ def explain(text: str) -> dict[str, Any]:
                                 "code": c,
                                 "decided_by": _decider(code, found),
                                 "note": note,
+                                "weak": w_flag,
                                 "triggers": found,
                             }
                         )
@@ -128,12 +133,16 @@ def explain(text: str) -> dict[str, Any]:
                     if code is None:
                         continue
                     found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag in e.desc_targets:
+                    for obs, u_flag, p_flag, w_flag in e.desc_targets:
                         c, note = code, None
                         if p_flag and c == NEGATIVE:
                             c, note = None, "flag p: a negative reading is not counted"
                         elif u_flag and c == POSITIVE:
                             c, note = UNCERTAIN, "flag u: a positive reading counts as uncertain"
+                        if w_flag:
+                            note = (
+                                note + "; " if note else ""
+                            ) + "flag w: a weak reading, used only when nothing else mentions it"
                         calls[OBSERVATIONS[obs]].append(
                             {
                                 "sentence": s_idx + 1,
@@ -143,11 +152,17 @@ def explain(text: str) -> dict[str, Any]:
                                 "phrase": _phrase(e),
                                 "rule": _rule(e, "@desc", OBSERVATIONS[obs]),
                                 "code": c,
-                                "decided_by": _decider(code, found) if code != POSITIVE or found else "?",
+                                "decided_by": _decider(code, found),
                                 "note": note,
+                                "weak": w_flag,
                                 "triggers": found,
                             }
                         )
+    for obs_calls in calls.values():
+        if any(not c["weak"] for c in obs_calls):
+            for c in obs_calls:
+                if c["weak"]:
+                    c["note"] += " (not used: the report mentions it elsewhere)"
     observations = {}
     for j, obs in enumerate(OBSERVATIONS):
         entry: dict[str, Any] = {"code": engine_codes[j], "calls": calls[obs]}
