@@ -117,6 +117,12 @@ def score_command(pred_path: Path, opts: EvalOptions) -> str:
     )
     if opts.uncertain_positive:
         cmd += " --uncertain-positive"
+    names = [lab.name for lab in opts.labelers or []]
+    if names and names != ["rust"]:
+        cmd += f" --labeler {','.join(names)}"
+        chex = next((lab for lab in opts.labelers if lab.name == "chexbert"), None)
+        if chex is not None:
+            cmd += f" --chexbert-checkpoint {shlex.quote(chex.checkpoint)} --bert-path {shlex.quote(chex.bert_path)}"
     return cmd
 
 
