@@ -158,8 +158,9 @@ def test_openrlhf_rollout_worker_call(fake_labeler):
 
 def test_openrlhf_prompt_not_a_prefix_and_malformed(fake_labeler):
     reward_func = load_openrlhf_reward()
-    # decoding changed the whitespace at the seam: the prompt's tail is found instead
-    query = PROMPT.strip() + "  " + GOOD
+    # the query's prompt part differs from the prompt (decoding, expanded placeholders): the
+    # assistant-turn opener still says where the response starts
+    query = PROMPT.replace("Describe the film.", "Describe  the <|image_pad|><|image_pad|> film.") + GOOD
     out = reward_func([query, None], [PROMPT, PROMPT], [REF_A, REF_A])
     assert out["rewards"][0].item() == pytest.approx(direct([GOOD], [REF_A])[0])
     assert out["rewards"][1].item() == 0.0
@@ -179,7 +180,7 @@ def test_openrlhf_env_configuration(fake_labeler, monkeypatch):
 
 def test_openrlhf_label_errors():
     reward_func = load_openrlhf_reward()
-    with pytest.raises(ValueError, match="--label_key"):
+    with pytest.raises(ValueError, match="--data.label_key"):
         reward_func([PROMPT + GOOD], [PROMPT], None)
     with pytest.raises(TypeError, match=r"labels\[0\] is int"):
         reward_func([PROMPT + GOOD], [PROMPT], [3])
@@ -189,5 +190,6 @@ def test_openrlhf_label_errors():
 
 def test_openrlhf_response_of():
     assert openrlhf_mod.response_of("P: x" + "resp<|im_end|>", "P: x") == "resp"
-    assert openrlhf_mod.response_of("no prompt match", "zzz") == "no prompt match"
+    with pytest.raises(ValueError, match="cannot tell where the response starts"):
+        openrlhf_mod.response_of("no prompt match", "zzz")
     assert openrlhf_mod.response_of("abc</s><|endoftext|>  ", None) == "abc"
