@@ -184,4 +184,4 @@ compute_scores = compute_score_batch
 if __name__ != "mrgfast.reward.verl":
     # Loaded by path (verl's custom_reward_function.path) under a name no other process can
     # import: hand out the package's functions, which pickle by reference (prime's process pool).
-    from mrgfast.reward.verl import ScoreDetails, compute_score, compute_score_batch, compute_scores  # noqa: F811
+    from mrgfast.reward.verl import ScoreDetails, compute_score_batch

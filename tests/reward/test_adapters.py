@@ -180,7 +180,7 @@ def test_openrlhf_env_configuration(fake_labeler, monkeypatch):
 
 def test_openrlhf_label_errors():
     reward_func = load_openrlhf_reward()
-    with pytest.raises(ValueError, match="--data.label_key"):
+    with pytest.raises(ValueError, match=r"--data\.label_key"):
         reward_func([PROMPT + GOOD], [PROMPT], None)
     with pytest.raises(TypeError, match=r"labels\[0\] is int"):
         reward_func([PROMPT + GOOD], [PROMPT], [3])
