@@ -184,4 +184,9 @@ compute_scores = compute_score_batch
 if __name__ != "mrgfast.reward.verl":
     # Loaded by path (verl's custom_reward_function.path) under a name no other process can
     # import: hand out the package's functions, which pickle by reference (prime's process pool).
-    from mrgfast.reward.verl import ScoreDetails, compute_score_batch
+    import mrgfast.reward.verl as package_module
+
+    ScoreDetails = package_module.ScoreDetails  # type: ignore[misc]
+    compute_score = package_module.compute_score
+    compute_score_batch = package_module.compute_score_batch
+    compute_scores = package_module.compute_scores
