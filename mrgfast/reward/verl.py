@@ -4,11 +4,11 @@
 verl loads a custom reward function from a file path, so point its config at this file::
 
     MRG=$(python -c "import mrgfast.reward.verl as m; print(m.__file__)")
-    # verl >= 0.9 (tested: 0.9.1): the reward loop, one call per sample
+    # verl 0.7 to 0.9 (tested: 0.9.1): the reward loop, one call per sample
     python -m verl.trainer.main_ppo ... \\
         reward.custom_reward_function.path=$MRG reward.custom_reward_function.name=compute_score
-    # verl <= 0.8 with the legacy reward managers (reward_model.use_reward_loop=False): the same
-    # function under custom_reward_function.*, or one call per batch:
+    # verl <= 0.6, the legacy reward managers: the same function under custom_reward_function.*,
+    # or one call per batch:
         reward_model.reward_manager=batch \\
         custom_reward_function.path=$MRG custom_reward_function.name=compute_score_batch
 

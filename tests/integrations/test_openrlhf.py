@@ -228,9 +228,7 @@ def rollout(openrlhf, executor, tokenizer, rows, responses, *, images=None, labe
         )
 
     outputs = asyncio.run(run_all())
-    experiences = [
-        openrlhf.SamplesGenerator._process_response_into_experience(None, o, max_len=1024) for o in outputs
-    ]
+    experiences = [openrlhf.SamplesGenerator._process_response_into_experience(None, o, max_len=1024) for o in outputs]
     return prompts, outputs, experiences
 
 
@@ -331,3 +329,13 @@ def test_settings_in_the_reward_file(openrlhf, qwen_tokenizer, tmp_path, monkeyp
     with pytest.raises(SystemExit):
         mrg_openrlhf.main([str(tmp_path / "x.py"), "--margin", "2"])
     assert not (tmp_path / "x.py").exists()
+
+
+def test_readme_has_this_command():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme_args = " ".join(README_ARGS).replace(
+        MRG, '$(python -c "import mrgfast.reward.openrlhf as m; print(m.__file__)")'
+    )
+    assert readme_args in readme.replace("\\\n  ", "")

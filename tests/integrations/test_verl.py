@@ -172,3 +172,10 @@ def test_loaded_by_path_functions_pickle(tokenizer_dir):
     again = pickle.loads(pickle.dumps(fn))
     assert again(data_source="x", solution_str=GOOD_A, ground_truth=REF_A) == pytest.approx(1.0)
     assert os.path.samefile(MRG, mrg_verl.__file__)
+
+
+def test_readme_has_these_overrides():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert " ".join(README_OVERRIDES).replace(MRG, "$MRG") in readme
+    for option in README_OPTIONS:
+        assert option in readme
