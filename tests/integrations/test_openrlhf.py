@@ -28,7 +28,6 @@ from conftest import GOOD_A, GOOD_B, NOTAGS, REF_A, REF_B, WRONG_A, expected_sco
 
 pytest.importorskip("openrlhf", reason="the integrations extra (pip install -e .[integrations])")
 pytest.importorskip("deepspeed")
-import torch
 from PIL import Image
 
 from mrgfast import engine
@@ -214,7 +213,7 @@ class StubEngine:
 
 def rollout(openrlhf, executor, tokenizer, rows, responses, *, images=None, label_key="report"):
     """OpenRLHF's rollout of ``rows``: dataset preprocessing, concurrent executions, experiences."""
-    apply = getattr(tokenizer, "apply_chat_template")
+    apply = tokenizer.apply_chat_template
     prompts, labels = zip(*(openrlhf.preprocess_data(r, None, "messages", label_key, apply) for r in rows))
     engine_stub = StubEngine(getattr(tokenizer, "tokenizer", tokenizer), responses)
     params = SamplingParams(max_tokens=96)
@@ -246,7 +245,7 @@ def test_text_prompts_each_family(openrlhf, family_tokenizers, family):
     tok = family_tokenizers[family]
     executor = openrlhf.Executor(remote_rm_url=[MRG])
     responses = [r + tok.eos_token for r in RESPONSES]  # generation ends with the family's end token
-    _, outputs, experiences = rollout(openrlhf, executor, tok, chat_rows(REFERENCES), responses)
+    _, _, experiences = rollout(openrlhf, executor, tok, chat_rows(REFERENCES), responses)
     want = expected_scores(RESPONSES, REFERENCES)
     got = [float(e.rewards.flatten()[0]) for e in experiences]
     assert got == pytest.approx(want, abs=1e-6), family
