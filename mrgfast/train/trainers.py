@@ -20,6 +20,9 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer, SFTTrainer
 
+from mrgfast.train.distributed import check_distributed_type
+from mrgfast.train.lm_head import usable_lm_head
+
 log = logging.getLogger("mrgfast.train")
 
 
@@ -36,7 +39,12 @@ def fused_loss_available() -> bool:
 
 
 class _SafetyMixin:
-    """Stop on a NaN/Inf loss before the optimizer applies it (the last saved checkpoint stays good)."""
+    """Refuse a distributed type other than the configured one; stop on a NaN/Inf loss before the
+    optimizer applies it (the last saved checkpoint stays good)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_distributed_type(self.accelerator.distributed_type)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -160,25 +168,26 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
             num_items = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train":
                 num_items = num_items / self.args.steps_per_generation * self.current_gradient_accumulation_steps
-        out = grpo_loss(
-            hidden,
-            lm_head.weight,
-            completion_ids,
-            mask,
-            advantages,
-            bias=lm_head.bias,
-            old_logps=inputs.get("old_per_token_logps"),
-            ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None,
-            beta=self.beta,
-            epsilon_low=self.epsilon_low,
-            epsilon_high=self.epsilon_high,
-            delta=self.args.delta,
-            temperature=self.temperature,
-            loss_type=self.loss_type,
-            importance_sampling_level=self.importance_sampling_level,
-            num_items_in_batch=num_items,
-            max_completion_length=self.max_completion_length,
-        )
+        with usable_lm_head(lm_head) as (head_weight, head_bias):  # ZeRO-3 / FSDP2: gathered here
+            out = grpo_loss(
+                hidden,
+                head_weight,
+                completion_ids,
+                mask,
+                advantages,
+                bias=head_bias,
+                old_logps=inputs.get("old_per_token_logps"),
+                ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None,
+                beta=self.beta,
+                epsilon_low=self.epsilon_low,
+                epsilon_high=self.epsilon_high,
+                delta=self.args.delta,
+                temperature=self.temperature,
+                loss_type=self.loss_type,
+                importance_sampling_level=self.importance_sampling_level,
+                num_items_in_batch=num_items,
+                max_completion_length=self.max_completion_length,
+            )
         loss, metrics = _unpack_kernel_output(out)
         if self.loss_type in ("grpo", "bnpo", "dr_grpo") and mode == "train":
             loss = loss / self.current_gradient_accumulation_steps
