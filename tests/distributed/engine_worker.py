@@ -84,7 +84,7 @@ try:  # DeepSpeed: gradients live in the engine's partitions until engine.step
 except ImportError:  # pragma: no cover - DDP runs need no DeepSpeed
     deepspeed = None
 
-from transformers import TrainerCallback  # noqa: E402
+from transformers import TrainerCallback
 
 
 class StepOneGrads(TrainerCallback):
