@@ -133,20 +133,14 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
                 kw[key] = inputs[key]
         unwrapped = self.accelerator.unwrap_model(model)
         base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
-        backbone = getattr(base, "model", None) or base.base_model
-        # The forward must go through the wrapped model (DDP/FSDP prepare their gradient sync there), so
-        # the backbone's output is captured by a hook and the LM head runs on one position only.
-        captured = {}
-
-        def keep_hidden(_module, _args, output):
-            captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-
-        handle = backbone.register_forward_hook(keep_hidden)
-        try:
-            with self.accelerator.autocast():
-                model(**kw, logits_to_keep=1)
-        finally:
-            handle.remove()
+        # The forward goes through the wrapped model (DDP/FSDP prepare their gradient sync there) and the
+        # hidden states are taken from its output, never from inside it: FSDP2 arms its backward hooks
+        # (re-gathering a resharded root's parameters, e.g. the final norm) on the outputs only, and a
+        # loss reached through an inner tensor backpropagates into freed storage. The LM head runs on
+        # one position only.
+        with self.accelerator.autocast():
+            outputs = model(**kw, logits_to_keep=1, output_hidden_states=True)
+        captured = {"hidden": outputs.hidden_states[-1]}  # after the final norm (last_hidden_state)
         T = completion_ids.size(1)
         hidden = captured["hidden"][:, -T - 1 : -1, :]
         lm_head = base.get_output_embeddings()
