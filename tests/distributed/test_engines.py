@@ -192,3 +192,10 @@ def test_a_config_that_degrades_is_refused(assets, tmp_path, config, env, runs_a
     assert proc.returncode != 0, text[-3000:]
     assert "REFUSED DistributedSetupError" in text, text[-3000:]
     assert runs_as in text
+
+
+def test_readme_launches_these_engines():
+    readme = (ROOT / "README.md").read_text()
+    for name, (config, env) in ENGINES.items():
+        line = " ".join(f"{k}={v}" for k, v in env.items()) + f" accelerate launch --config_file configs/accelerate/{config}"
+        assert line in readme, f"README lacks the {name} launch line: {line}"
