@@ -197,5 +197,8 @@ def test_a_config_that_degrades_is_refused(assets, tmp_path, config, env, runs_a
 def test_readme_launches_these_engines():
     readme = (ROOT / "README.md").read_text()
     for name, (config, env) in ENGINES.items():
-        line = " ".join(f"{k}={v}" for k, v in env.items()) + f" accelerate launch --config_file configs/accelerate/{config}"
+        line = (
+            " ".join(f"{k}={v}" for k, v in env.items())
+            + f" accelerate launch --config_file configs/accelerate/{config}"
+        )
         assert line in readme, f"README lacks the {name} launch line: {line}"
