@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 # Qwen2.5-VL's special tokens (names as in the real tokenizer, ids assigned here)
@@ -85,6 +86,27 @@ def _default_corpus() -> list[str]:
         texts.append(write_think(f))
     texts += ["user", "assistant", "system", "\n"] * 20
     return texts
+
+
+@contextmanager
+def _outside_zero3_init():
+    """Let one process build the model alone, even inside a ZeRO-3 training run.
+
+    With a ZeRO-3 config active, transformers creates sub-models inside ``deepspeed.zero.Init``,
+    whose partitioning is a collective; the other ranks wait for rank 0 to build the assets and
+    never join it (a deadlock). The model built here is saved, not trained, so it needs none.
+    """
+    try:
+        import transformers.integrations.deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover - transformers without the DeepSpeed integration
+        yield
+        return
+    active = hf_deepspeed._hf_deepspeed_config_weak_ref  # the only handle transformers keeps
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = active
 
 
 def build_processor(tokenizer, *, image_size: int = 112):
@@ -172,7 +194,8 @@ def build_tiny(
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    with _outside_zero3_init():
+        model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.bos_token_id = ids["<|endoftext|>"]

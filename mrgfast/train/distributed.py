@@ -16,6 +16,11 @@ class DistributedSetupError(RuntimeError):
     pass
 
 
+def is_zero3_partitioned(param) -> bool:
+    """A parameter DeepSpeed ZeRO-3 manages (it carries ``ds_id`` / ``ds_status``)."""
+    return param is not None and hasattr(param, "ds_id") and hasattr(param, "ds_status")
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 

@@ -24,14 +24,11 @@ from contextlib import contextmanager
 
 import torch
 
+from mrgfast.train.distributed import is_zero3_partitioned
+
 
 class ShardedHeadError(RuntimeError):
     pass
-
-
-def is_zero3_partitioned(param: torch.Tensor | None) -> bool:
-    """A parameter DeepSpeed ZeRO-3 manages (it carries ``ds_id`` / ``ds_status``)."""
-    return param is not None and hasattr(param, "ds_id") and hasattr(param, "ds_status")
 
 
 def _full(param: torch.Tensor | None) -> torch.Tensor | None:
