@@ -336,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format-weight", type=float, default=FORMAT_WEIGHT)
     parser.add_argument("--threads", type=int, default=None, help="labeller threads per call (default: sized per call)")
     parser.add_argument(
-        "--response-marker", default=None, help="the text the chat template opens the assistant turn with"
+        "--response-marker",
+        default=None,
+        help="the text the chat template opens the assistant turn with (\\n for a newline)",
     )
     args = parser.parse_args(argv)
     try:
@@ -347,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mccs_weight=args.mccs_weight,
             format_weight=args.format_weight,
             threads=args.threads,
-            response_marker=args.response_marker,
+            response_marker=None if args.response_marker is None else args.response_marker.replace("\\n", "\n"),
         )
     except (TypeError, ValueError) as e:
         parser.error(str(e))
