@@ -4,9 +4,11 @@
 verl loads a custom reward function from a file path, so point its config at this file::
 
     MRG=$(python -c "import mrgfast.reward.verl as m; print(m.__file__)")
+    # verl 0.7 to 0.9 (tested: 0.9.1): the reward loop, one call per sample
     python -m verl.trainer.main_ppo ... \\
-        custom_reward_function.path=$MRG custom_reward_function.name=compute_score
-    # or, one call per batch (each distinct reference labelled once):
+        reward.custom_reward_function.path=$MRG reward.custom_reward_function.name=compute_score
+    # verl <= 0.6, the legacy reward managers: the same function under custom_reward_function.*,
+    # or one call per batch:
         reward_model.reward_manager=batch \\
         custom_reward_function.path=$MRG custom_reward_function.name=compute_score_batch
 
@@ -15,9 +17,13 @@ decoded response. Options go in ``custom_reward_function.reward_kwargs`` (``marg
 ``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``; ``labeler="chexbert"``
 with ``chexbert_checkpoint`` and ``bert_path`` for the paper-exact CheXbert reward, loaded once per worker). With
 ``details=True`` each score is a dict ``{"score", "mccs", "format", "malformed"}`` and verl logs
-the extra keys. A ``None`` or non-text response scores 0.0 (counted in ``malformed``).
+the extra keys; ``score[0]`` is the score too, which is what verl's ``prime`` manager reads. A
+``None`` or non-text response scores 0.0 (counted in ``malformed``).
 
-This file is loaded by path (outside the package), so it imports only absolute names.
+This file is loaded by path (outside the package), so it imports only absolute names. verl names
+the loaded module ``custom_module_<hash>``, which no other process can import, so the functions
+handed out are the package's own (``mrgfast.reward.verl``): they pickle into the process pool of
+verl's ``prime`` manager.
 """
 
 from __future__ import annotations
@@ -38,7 +44,22 @@ from mrgfast.reward.format import parse_completion
 
 logger = logging.getLogger("mrgfast.reward.verl")
 
-Score = float | dict[str, float]
+
+class ScoreDetails(dict):
+    """A ``details=True`` score: ``{"score", "mccs", "format", "malformed"}``.
+
+    verl's ``prime`` manager takes a non-number result as a sequence whose first item is the
+    score (``float(result[0])``); a plain dict would raise there, and prime then scores the
+    whole batch 0.0. ``details[0]`` is therefore the score.
+    """
+
+    def __getitem__(self, key):
+        if key == 0:
+            return dict.__getitem__(self, "score")
+        return dict.__getitem__(self, key)
+
+
+Score = float | ScoreDetails
 
 
 def _reference(value: Any, where: str) -> str:
@@ -90,7 +111,7 @@ def _score_all(
     if not details:
         return total.tolist()
     return [
-        {"score": float(total[i]), "mccs": float(m[i]), "format": float(f[i]), "malformed": float(texts[i] is None)}
+        ScoreDetails(score=float(total[i]), mccs=float(m[i]), format=float(f[i]), malformed=float(texts[i] is None))
         for i in range(n)
     ]
 
@@ -181,3 +202,13 @@ def compute_score_batch(
 
 # verl's docs call the batched function by either name
 compute_scores = compute_score_batch
+
+if __name__ != "mrgfast.reward.verl":
+    # Loaded by path (verl's custom_reward_function.path) under a name no other process can
+    # import: hand out the package's functions, which pickle by reference (prime's process pool).
+    import mrgfast.reward.verl as package_module
+
+    ScoreDetails = package_module.ScoreDetails  # type: ignore[misc]
+    compute_score = package_module.compute_score
+    compute_score_batch = package_module.compute_score_batch
+    compute_scores = package_module.compute_scores
