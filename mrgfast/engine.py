@@ -23,6 +23,7 @@ from mrgfast.contracts import (
     SUBSETS,
     check_threads,
 )
+from mrgfast.labelers import RUST, Labeler, resolve_labeler
 
 __all__ = [
     "BLANK",
@@ -44,7 +45,13 @@ __all__ = [
 Record = dict[str, float | None]
 
 
-def label(reports: Sequence[str], *, threads: int | None = None, records: bool = False) -> np.ndarray | list[Record]:
+def label(
+    reports: Sequence[str],
+    *,
+    threads: int | None = None,
+    records: bool = False,
+    labeler: Labeler | str | None = None,
+) -> np.ndarray | list[Record]:
     """Label reports with the 14 CheXpert codes (1, 0, -1, `BLANK`).
 
     Returns an (n, 14) int8 array, or with `records=True` one dict per report mapping each
@@ -52,8 +59,17 @@ def label(reports: Sequence[str], *, threads: int | None = None, records: bool =
     every core (at most `MAX_THREADS`); the GIL is released while labelling and Ctrl-C stops a long
     call within one chunk. Safe after `fork()`: a child process builds its own threads.
     A report that is not valid text (a lone surrogate) raises ValueError naming its index.
+    `labeler`: the Rust engine (``None``, ``"rust"``) or another backend of `mrgfast.labelers`
+    (e.g. a `CheXbert` instance).
     """
-    rows = np.frombuffer(_core.label(reports, check_threads(threads)), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
+    threads = check_threads(threads)
+    backend = resolve_labeler(labeler)
+    if backend is RUST:
+        rows = np.frombuffer(_core.label(reports, threads), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
+    else:
+        rows = as_labels(backend.label(reports, threads=threads), f"labels from {backend.name}")
+        if rows.shape[0] != len(reports):
+            raise ValueError(f"labeler {backend.name} returned {rows.shape[0]} rows for {len(reports)} reports")
     return to_records(rows) if records else rows
 
 
@@ -81,9 +97,18 @@ def mccs(
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> np.ndarray:
     """MCCS of `generated[i]` against `references[i]`, float64 in [0, 1]."""
-    out = _core.mccs_pairs(generated, references, margin, uncertain, check_threads(threads))
+    threads = check_threads(threads)
+    backend = resolve_labeler(labeler)
+    if backend is not RUST:
+        if len(generated) != len(references):
+            raise ValueError(f"{len(generated)} generated reports but {len(references)} references")
+        rows = label([*generated, *references], threads=threads, labeler=backend)
+        n = len(generated)
+        return mccs_from_labels(rows[:n], rows[n:], margin=margin, uncertain=uncertain)
+    out = _core.mccs_pairs(generated, references, margin, uncertain, threads)
     return np.frombuffer(out, dtype="<f8").copy()
 
 
@@ -94,9 +119,18 @@ def mccs_group(
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> np.ndarray:
     """MCCS of many completions against one shared reference, which is labelled once."""
-    out = _core.mccs_group(generated, reference, margin, uncertain, check_threads(threads))
+    threads = check_threads(threads)
+    backend = resolve_labeler(labeler)
+    if backend is not RUST:
+        if not isinstance(reference, str):
+            raise TypeError(f"reference must be a str, got {type(reference).__name__}")
+        rows = label([reference, *generated], threads=threads, labeler=backend)
+        refs = np.repeat(rows[:1], len(generated), axis=0)
+        return mccs_from_labels(rows[1:], refs, margin=margin, uncertain=uncertain)
+    out = _core.mccs_group(generated, reference, margin, uncertain, threads)
     return np.frombuffer(out, dtype="<f8").copy()
 
 
@@ -120,16 +154,18 @@ def ce_metrics(
     uncertain_positive: bool = False,
     subset: Sequence[str] | None = None,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> dict[str, Any]:
     """Clinical-efficacy precision, recall and F1: per observation, micro and macro.
 
     Inputs are label arrays (n×14 int8) or report texts (labelled here). Binarisation follows
     R2Gen: positive = 1, anything else 0; `uncertain_positive=True` also counts -1 as positive.
     `subset` restricts the observations: a sequence of names, one observation name, or a subset name
-    of `SUBSETS` ("all", "competition5"); default all 14.
+    of `SUBSETS` ("all", "competition5"); default all 14. `labeler` labels texts (arrays are used as
+    they are).
     """
-    p = _labels_or_texts(predicted, "predicted", threads)
-    r = _labels_or_texts(references, "references", threads)
+    p = _labels_or_texts(predicted, "predicted", threads, labeler)
+    r = _labels_or_texts(references, "references", threads, labeler)
     if subset is None:
         names = list(OBSERVATIONS)
     elif isinstance(subset, str):  # one name, never its letters
@@ -166,10 +202,10 @@ def ce_metrics(
     }
 
 
-def _labels_or_texts(x: Any, name: str, threads: int | None) -> np.ndarray:
+def _labels_or_texts(x: Any, name: str, threads: int | None, labeler: Labeler | str | None) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return as_labels(x, name)
-    return label(x, threads=threads)
+    return label(x, threads=threads, labeler=labeler)
 
 
 def as_labels(x: Any, name: str) -> np.ndarray:
