@@ -17,7 +17,6 @@ gradients is TRL's.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch

@@ -70,7 +70,7 @@ def test_bf16_close_to_trl():
 
 
 def test_grad_inputs_are_not_tracked_and_all_masked_is_zero():
-    h, w, b, ids, mask = _case(2, 3, 8, 11, seed=4)
+    h, w, _, ids, mask = _case(2, 3, 8, 11, seed=4)
     h.requires_grad_(True)
     out = token_logps(h, w, ids, mask)
     assert not out.requires_grad
@@ -79,7 +79,7 @@ def test_grad_inputs_are_not_tracked_and_all_masked_is_zero():
 
 
 def test_bad_inputs_are_named():
-    h, w, b, ids, mask = _case(2, 3, 8, 11, seed=5)
+    h, w, _, ids, mask = _case(2, 3, 8, 11, seed=5)
     with pytest.raises(ValueError, match=r"\[0, 11\)"):
         token_logps(h, w, ids + 11, mask)
     with pytest.raises(ValueError, match="does not match"):
