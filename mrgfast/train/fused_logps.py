@@ -26,6 +26,14 @@ _LOGIT_TRANSFORMS = (
 )
 
 
+def available() -> bool:
+    try:
+        from mrgfast.kernels import token_logps  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
 def _base_model(model):
     m = model
     while hasattr(m, "module") and isinstance(m.module, torch.nn.Module):  # DDP and similar wrappers

@@ -83,7 +83,10 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
         super().__init__(*args, **kwargs)
         # reference/old log-probs through mrgfast's head: on with the fused loss unless asked otherwise
         self.use_fused_logps = bool(use_fused_loss if use_fused_logps is None else use_fused_logps)
-        self.use_fused_logps = self.use_fused_logps and fused_loss_available()
+        if self.use_fused_logps:
+            from mrgfast.train import fused_logps
+
+            self.use_fused_logps = fused_logps.available()
         self.use_fused_loss = bool(use_fused_loss)
         if self.use_fused_loss and not fused_loss_available():
             log.warning("use_fused_loss is on but mrgfast.kernels.grpo_loss is not importable: using TRL's loss")
