@@ -106,3 +106,45 @@ def test_switch_off_and_unsupported_heads_use_trl(tmp_path, synth_dir, tiny_mode
         base.config.get_text_config().final_logit_softcapping = None
     with pytest.raises(RuntimeError, match="no-grad"):
         fused_logps.TokenLogpsModel(trainer.model, 1.0)(labels=torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_padded_untied_head_built_by_the_cli_equals_trl(tmp_path, synth_dir, small):
+    """``mrgfast model tiny --model-vocab-size N --untied-head``: a padded vocabulary and an own LM-head weight."""
+    import json
+
+    from transformers import AutoConfig
+
+    from mrgfast.cli.main import main
+
+    out = tmp_path / "padded"
+    args = ["model", "tiny", "--out", str(out), "--hidden-size", "64", "--layers", "1", "--heads", "2"]
+    args += ["--vision-hidden", "32", "--vision-depth", "1", "--vocab-size", "500", "--image-size", "56"]
+    assert main([*args, "--model-vocab-size", "1000", "--untied-head"]) == 0
+    meta = json.loads((out / "TINY.json").read_text())
+    assert meta["model_vocab_size"] == 1000 and meta["vocab_size"] < 1000 and meta["tie_word_embeddings"] is False
+    assert AutoConfig.from_pretrained(out).get_text_config().vocab_size == 1000
+    assert main([*args, "--out", str(tmp_path / "bad"), "--model-vocab-size", "10"]) == 2
+
+    trainer = _trainer(tmp_path, synth_dir, out, small, beta="0.05")
+    base = trainer.model.get_base_model()
+    head, emb = base.get_output_embeddings(), base.get_input_embeddings()
+    assert head.weight.shape[0] == 1000 and head.weight.data_ptr() != emb.weight.data_ptr()
+    passes = []
+    real = trainer._get_per_token_logps_and_entropies
+
+    def both(model, *a, **kw):
+        out = real(model, *a, **kw)
+        if not torch.is_grad_enabled():
+            trainer.use_fused_logps = False
+            try:
+                passes.append((out[0], real(model, *a, **kw)[0]))
+            finally:
+                trainer.use_fused_logps = True
+        return out
+
+    trainer._get_per_token_logps_and_entropies = both
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.model.train()
+    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert len(passes) == 1  # the reference pass (generation and optimisation aligned: no old log-probs)
+    torch.testing.assert_close(passes[0][0], passes[0][1], rtol=1e-5, atol=1e-5)
