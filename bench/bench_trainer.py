@@ -85,6 +85,7 @@ class Probe:
         self.steps: list[dict] = []
         self.spans = defaultdict(lambda: defaultdict(float))  # step -> span name -> seconds
         self.num_tokens = {}  # step -> cumulative tokens (TRL's num_tokens log)
+        self.peak_after = {}  # "step:span" -> peak RSS (MiB) when the span ended: where the peak is reached
         self.completion_len = {}
 
     def install_profiling_hook(self) -> None:
@@ -101,9 +102,14 @@ class Probe:
             if name == "_get_per_token_logps_and_entropies" and not torch.is_grad_enabled():
                 name = NO_GRAD_LOGPS  # the reference / old-policy passes (the loss's own pass runs with grad)
             probe.spans[probe.step][name] += duration
+            probe.note_peak(name)
             return orig(ctx, duration)
 
         profiling.ProfilingContext._log_metrics = _log_metrics
+
+    def note_peak(self, name: str) -> None:
+        key = f"{self.step}:{name}"
+        self.peak_after[key] = max(self.peak_after.get(key, 0.0), peak_rss_mb())
 
     def install_backward_hook(self) -> None:
         """Time ``Accelerator.backward`` (the loss backward of ``Trainer.training_step``) per step."""
@@ -118,6 +124,7 @@ class Probe:
                 return orig(acc, loss, **kw)
             finally:
                 probe.spans[probe.step]["backward"] += time.perf_counter() - t0
+                probe.note_peak("backward")
 
         accelerate.Accelerator.backward = backward
 
@@ -371,6 +378,7 @@ def worker(args) -> int:
         "variant": args.worker,
         "rows": rows,
         "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb_after_span": probe.peak_after,
         "wall_s": time.perf_counter() - t0,
         "completions_per_step": completions_per_step,
         "threads": torch.get_num_threads(),
