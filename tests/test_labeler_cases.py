@@ -22,7 +22,7 @@ import yaml
 
 CASES_PATH = Path(__file__).parent / "cases" / "labeler_cases.yaml"
 
-# ARCHITECTURE.md, "Observations and codes": the column order of every label array.
+# docs/ARCHITECTURE.md, "Observations and codes": the column order of every label array.
 OBSERVATIONS = (
     "No Finding",
     "Enlarged Cardiomediastinum",
@@ -180,7 +180,7 @@ LABELERS = {"engine": "mrgfast", "reference": "mrgfast.reference"}
 def labeler(request):
     label = _labeler(LABELERS[request.param])
     mrgfast = importlib.import_module("mrgfast")
-    assert tuple(mrgfast.OBSERVATIONS) == OBSERVATIONS, "column order differs from ARCHITECTURE.md"
+    assert tuple(mrgfast.OBSERVATIONS) == OBSERVATIONS, "column order differs from docs/ARCHITECTURE.md"
     return label, int(mrgfast.BLANK)
 
 

@@ -1,4 +1,4 @@
-"""MCCS as ARCHITECTURE.md defines it: range, symmetry, identity, polarity flips, edge cases."""
+"""MCCS as docs/ARCHITECTURE.md defines it: range, symmetry, identity, polarity flips, edge cases."""
 
 import math
 

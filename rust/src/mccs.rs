@@ -1,4 +1,4 @@
-//! MCCS: the margin-shaped cosine similarity of signed finding vectors (ARCHITECTURE.md).
+//! MCCS: the margin-shaped cosine similarity of signed finding vectors (docs/ARCHITECTURE.md).
 
 use crate::observations::{Labels, NEGATIVE, N_OBS, POSITIVE, UNCERTAIN};
 

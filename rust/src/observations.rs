@@ -1,4 +1,4 @@
-//! The 14 CheXpert observations and their codes, fixed by ARCHITECTURE.md.
+//! The 14 CheXpert observations and their codes, fixed by docs/ARCHITECTURE.md.
 
 /// Column order of every label array (CheXpert's own order).
 pub const OBSERVATIONS: [&str; N_OBS] = [
