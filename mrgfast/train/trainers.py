@@ -106,6 +106,10 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
             log.warning("fused loss does not cover entropy masks/bonus, off-policy masks or vLLM IS: using TRL's loss")
             self.use_fused_loss = False
         log.info("GRPO loss: %s", "mrgfast.kernels.grpo_loss (fused)" if self.use_fused_loss else "TRL")
+        log.info(
+            "reference/old log-probs: %s",
+            "mrgfast.kernels.token_logps where supported" if self.use_fused_logps else "TRL's chunked head",
+        )
         self.data_order_path = data_order_path
 
     # ------------------------------------------------------------------------------------------ data order
