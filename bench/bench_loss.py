@@ -69,11 +69,12 @@ def worker(args) -> dict:
     gc.collect()
     base = _status("VmRSS")
     _reset_peak()
-    times = []
+    times, cpu = [], []
     for _ in range(args.reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = _status("VmHWM")
     times.sort()
     return {
@@ -82,6 +83,7 @@ def worker(args) -> dict:
         "time_s": times[0],  # best of reps: the least disturbed by other load on a shared machine
         "median_s": times[len(times) // 2],
         "times_s": times,
+        "cpu_s": min(cpu),  # process CPU time: the steadier figure on a shared machine (exact at 1 thread)
         "extra_peak_bytes": max(0, peak - base - grad_bytes),
         "peak_rss_bytes": peak,
         "base_rss_bytes": base,
@@ -124,19 +126,21 @@ def measure(args, impls: list[str], tokens: int, vocab: int, reps: int, rounds: 
         if full and "skipped" not in r:
             r["time_ratio"] = r["time_s"] / full["time_s"]
             r["mem_ratio"] = r["extra_peak_bytes"] / max(1, full["extra_peak_bytes"])
+            r["cpu_ratio"] = r["cpu_s"] / full["cpu_s"]
     return rows
 
 
 def print_table(rows: list[dict], args, tokens: int, vocab: int) -> None:
     print(f"\nGRPO loss fwd+bwd, CPU {args.threads} threads, fp32, N={tokens} H={args.hidden} V={vocab}")
-    print(f"{'impl':<9} {'time s':>8} {'x full':>7} {'extra MiB':>10} {'x full':>7}  loss")
+    print(f"{'impl':<9} {'time s':>8} {'x full':>7} {'extra MiB':>10} {'x full':>7} {'CPU s':>8} {'x full':>7}  loss")
     for r in rows:
         if "skipped" in r:
             print(f"{r['impl']:<9} skipped: {r['skipped']}")
             continue
         print(
             f"{r['impl']:<9} {r['time_s']:8.3f} {r.get('time_ratio', float('nan')):7.3f} "
-            f"{r['extra_peak_bytes'] / 2**20:10.1f} {r.get('mem_ratio', float('nan')):7.3f}  {r['loss']:.6f}"
+            f"{r['extra_peak_bytes'] / 2**20:10.1f} {r.get('mem_ratio', float('nan')):7.3f} "
+            f"{r['cpu_s']:8.3f} {r.get('cpu_ratio', float('nan')):7.3f}  {r['loss']:.6f}"
         )
 
 
