@@ -11,6 +11,12 @@ This suite times both on the same texts, side by side in one run:
   the same reports as token ids of realistic lengths (~1.3 WordPiece tokens per word + [CLS]/[SEP],
   at most 512), sorted by length and run in padded batches of 32 under ``torch.inference_mode``.
 
+* ``MCCSReward(labeler=CheXbert(...))``, the paper-exact reward: the same TRL call with the CheXbert
+  backend (`mrgfast.labelers.CheXbert`) labelling each distinct reference once and every report. With
+  ``--chexbert-checkpoint/--bert-path`` it loads real weights; otherwise it builds a BERT-base-sized
+  CheXbert with random weights in CheXbert's checkpoint format and a WordPiece vocabulary trained on the
+  batch's own text (speed does not depend on the weights; ``--no-chexbert`` skips it).
+
 Prints a table, checks the acceptance (reward < 2 ms per 128-completion batch and >= 1,000x cheaper
 than the BERT forward) and writes bench/results/reward_overhead.json with the machine.
 
@@ -207,6 +213,49 @@ def bench_bert(texts, reps: int, batch_size: int, threads: int):
     }
 
 
+def build_random_chexbert(texts, folder: Path):
+    """A BERT-base-sized CheXbert with random weights, saved as chexbert.pth + a bert folder."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel
+
+    bert_dir = folder / "bert-base-uncased"
+    bert_dir.mkdir(parents=True, exist_ok=True)
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(texts, vocab_size=30522, min_frequency=1)
+    wp.save_model(str(bert_dir))
+    vocab = sum(1 for _ in open(bert_dir / "vocab.txt", encoding="utf-8"))
+    config = BertConfig(vocab_size=vocab)  # BERT-base: 12 layers, hidden 768
+    config.save_pretrained(str(bert_dir))
+    torch.manual_seed(0)
+    bert = BertModel(config)
+    state = {f"module.bert.{k}": v for k, v in bert.state_dict().items()}
+    for i in range(14):
+        head = torch.nn.Linear(config.hidden_size, 4 if i < 13 else 2)
+        state[f"module.linear_heads.{i}.weight"] = head.weight.detach()
+        state[f"module.linear_heads.{i}.bias"] = head.bias.detach()
+    ckpt = folder / "chexbert.pth"
+    torch.save({"model_state_dict": state}, ckpt)
+    return ckpt, bert_dir
+
+
+def bench_chexbert_reward(completions, references, reps: int, checkpoint, bert_path, batch_size: int, real: bool):
+    import torch
+
+    from mrgfast.labelers import CheXbert
+    from mrgfast.reward import MCCSReward
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    backend = CheXbert(checkpoint, bert_path, batch_size=batch_size)
+    reward = MCCSReward(labeler=backend, name="mccs_reward_chexbert")
+    n = len(completions)
+    prompts = [[{"role": "user", "content": "Describe the chest film."}]] * n
+    out = time_call(lambda: reward(prompts=prompts, completions=completions, report=references), reps, warmup=1)
+    out["device"] = str(backend.device)
+    out["weights"] = str(checkpoint) if real else "random BERT-base in CheXbert format"
+    return out
+
+
 def machine():
     import mrgfast
 
@@ -240,6 +289,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bert-batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="reward labelling threads (default: every core)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chexbert-checkpoint", default=None, help="real chexbert.pth (default: random BERT-base)")
+    ap.add_argument("--bert-path", default=None, help="bert-base-uncased folder for --chexbert-checkpoint")
+    ap.add_argument("--no-chexbert", action="store_true", help="skip the CheXbert-labelled reward")
     ap.add_argument("--out", default=str(HERE / "results" / "reward_overhead.json"))
     args = ap.parse_args(argv)
 
@@ -251,6 +303,23 @@ def main(argv=None) -> int:
     # what a CheXbert reward encodes: every generated report, and each distinct reference once
     bert_texts = [extract_report(c) for c in completions] + list(dict.fromkeys(references))
     bert = bench_bert(bert_texts, args.bert_reps, args.bert_batch, threads=os.cpu_count() or 1)
+    chexbert = None
+    if not args.no_chexbert:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt, bert_dir = args.chexbert_checkpoint, args.bert_path
+            if not ckpt:
+                ckpt, bert_dir = build_random_chexbert(completions + references, Path(tmp))
+            chexbert = bench_chexbert_reward(
+                completions,
+                references,
+                args.bert_reps,
+                ckpt,
+                bert_dir,
+                args.bert_batch,
+                real=bool(args.chexbert_checkpoint),
+            )
 
     main_key = "mrg_reward (strings)"
     reward_us = rewards[main_key]["median_us"]
@@ -271,6 +340,16 @@ def main(argv=None) -> int:
         )
     label = f"BERT-base forward ({bert['sequences']} texts, {bert['tokens']:,} tokens)"
     print(f"{label:<46}{bert['median_us']:>12,.0f}us{'':>14}{bert['median_us'] / n:>14,.0f}us{1:>12}x")
+    if chexbert is not None:
+        label = "mccs_reward, CheXbert labeler (paper-exact)"
+        print(
+            f"{label:<46}{chexbert['median_us']:>12,.0f}us{chexbert['p90_us']:>12,.0f}us"
+            f"{chexbert['median_us'] / n:>14,.0f}us{bert['median_us'] / chexbert['median_us']:>12.2f}x"
+        )
+        print(
+            f"CheXbert reward / Rust reward ({main_key}) = {chexbert['median_us'] / reward_us:,.0f}x "
+            f"per GRPO batch ({chexbert['device']}, {chexbert['weights']})"
+        )
 
     ok_time = reward_us < 2000
     ok_ratio = ratio >= 1000
@@ -298,6 +377,8 @@ def main(argv=None) -> int:
         "rewards": rewards,
         "bert_base_forward": bert,
         "ratio_bert_over_reward": ratio,
+        "chexbert_reward": chexbert,
+        "ratio_chexbert_reward_over_rust_reward": (chexbert["median_us"] / reward_us) if chexbert else None,
         "acceptance": {"reward_under_2ms": ok_time, "at_least_1000x_cheaper": ok_ratio},
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -18,6 +18,8 @@ DEFAULT_MARGIN: float
 DEFAULT_UNCERTAIN: float
 """Default signed-vector value of an uncertain finding (+1.0)."""
 __version__: str
+RULES_SHA256: str
+"""SHA-256 (hex) of `mrgfast/reference/rules.txt` as compiled in (build.rs validated and hashed it)."""
 
 def check_mccs_params(margin: float, uncertain: float) -> None:
     """Raise ValueError unless margin lies in [0, 1) and uncertain is finite in [-1, 1] (the engine's rule)."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from mrgfast import _core
 from mrgfast.contracts import BLANK, CODES, COMPETITION_FIVE, DEFAULT_MARGIN, DEFAULT_UNCERTAIN, OBSERVATIONS
+from mrgfast.labelers import RUST, Labeler, resolve_labeler
 
 __all__ = [
     "BLANK",
@@ -33,14 +34,27 @@ __all__ = [
 Record = dict[str, float | None]
 
 
-def label(reports: Sequence[str], *, threads: int | None = None, records: bool = False) -> np.ndarray | list[Record]:
+def label(
+    reports: Sequence[str],
+    *,
+    threads: int | None = None,
+    records: bool = False,
+    labeler: Labeler | str | None = None,
+) -> np.ndarray | list[Record]:
     """Label reports with the 14 CheXpert codes (1, 0, -1, `BLANK`).
 
     Returns an (n, 14) int8 array, or with `records=True` one dict per report mapping each
     observation to 1.0 / 0.0 / -1.0 / None, the CheXpert CSV convention. `threads=None` uses
-    every core; the GIL is released while labelling.
+    every core; the GIL is released while labelling. `labeler`: the Rust engine (``None``,
+    ``"rust"``) or another backend of `mrgfast.labelers` (e.g. a `CheXbert` instance).
     """
-    rows = np.frombuffer(_core.label(reports, threads), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
+    backend = resolve_labeler(labeler)
+    if backend is RUST:
+        rows = np.frombuffer(_core.label(reports, threads), dtype=np.int8).reshape(-1, len(OBSERVATIONS))
+    else:
+        rows = as_labels(backend.label(reports, threads=threads), f"labels from {backend.name}")
+        if rows.shape[0] != len(reports):
+            raise ValueError(f"labeler {backend.name} returned {rows.shape[0]} rows for {len(reports)} reports")
     return to_records(rows) if records else rows
 
 
@@ -68,8 +82,16 @@ def mccs(
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> np.ndarray:
     """MCCS of `generated[i]` against `references[i]`, float64 in [0, 1]."""
+    backend = resolve_labeler(labeler)
+    if backend is not RUST:
+        if len(generated) != len(references):
+            raise ValueError(f"{len(generated)} generated reports but {len(references)} references")
+        rows = label([*generated, *references], threads=threads, labeler=backend)
+        n = len(generated)
+        return mccs_from_labels(rows[:n], rows[n:], margin=margin, uncertain=uncertain)
     out = _core.mccs_pairs(generated, references, margin, uncertain, threads)
     return np.frombuffer(out, dtype="<f8").copy()
 
@@ -81,8 +103,16 @@ def mccs_group(
     margin: float = DEFAULT_MARGIN,
     uncertain: float = DEFAULT_UNCERTAIN,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> np.ndarray:
     """MCCS of many completions against one shared reference, which is labelled once."""
+    backend = resolve_labeler(labeler)
+    if backend is not RUST:
+        if not isinstance(reference, str):
+            raise TypeError(f"reference must be a str, got {type(reference).__name__}")
+        rows = label([reference, *generated], threads=threads, labeler=backend)
+        refs = np.repeat(rows[:1], len(generated), axis=0)
+        return mccs_from_labels(rows[1:], refs, margin=margin, uncertain=uncertain)
     out = _core.mccs_group(generated, reference, margin, uncertain, threads)
     return np.frombuffer(out, dtype="<f8").copy()
 
@@ -107,15 +137,17 @@ def ce_metrics(
     uncertain_positive: bool = False,
     subset: Sequence[str] | None = None,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> dict[str, Any]:
     """Clinical-efficacy precision, recall and F1: per observation, micro and macro.
 
     Inputs are label arrays (n×14 int8) or report texts (labelled here). Binarisation follows
     R2Gen: positive = 1, anything else 0; `uncertain_positive=True` also counts -1 as positive.
     `subset` restricts the observations (default all 14; `COMPETITION_FIVE` for the 5-subset).
+    `labeler` labels texts (arrays are used as they are).
     """
-    p = _labels_or_texts(predicted, "predicted", threads)
-    r = _labels_or_texts(references, "references", threads)
+    p = _labels_or_texts(predicted, "predicted", threads, labeler)
+    r = _labels_or_texts(references, "references", threads, labeler)
     names = list(OBSERVATIONS) if subset is None else list(subset)
     unknown = [n for n in names if n not in OBSERVATIONS]
     if unknown:
@@ -147,10 +179,10 @@ def ce_metrics(
     }
 
 
-def _labels_or_texts(x: Any, name: str, threads: int | None) -> np.ndarray:
+def _labels_or_texts(x: Any, name: str, threads: int | None, labeler: Labeler | str | None) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return as_labels(x, name)
-    return label(x, threads=threads)
+    return label(x, threads=threads, labeler=labeler)
 
 
 def as_labels(x: Any, name: str) -> np.ndarray:

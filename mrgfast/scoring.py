@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
+from mrgfast.labelers import Labeler, resolve_labeler
 from mrgfast.reward.format import extract_report
 
 Texts = Sequence[str] | np.ndarray
 
 
-def _labels(x: Texts, name: str, threads: int | None, extract: bool) -> np.ndarray:
+def _labels(x: Texts, name: str, threads: int | None, extract: bool, labeler: Labeler | None = None) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return engine.as_labels(x, name)
     texts = list(x)
@@ -30,7 +31,7 @@ def _labels(x: Texts, name: str, threads: int | None, extract: bool) -> np.ndarr
             raise TypeError(f"{name}[{i}] is {type(t).__name__}, not a report string")
     if extract:
         texts = [extract_report(t) for t in texts]
-    return engine.label(texts, threads=threads)
+    return engine.label(texts, threads=threads, labeler=labeler)
 
 
 def score_pairs(
@@ -44,6 +45,7 @@ def score_pairs(
     threads: int | None = None,
     extract: bool = True,
     per_sample: bool = True,
+    labelers: Sequence[Labeler | str | None] | None = None,
 ) -> dict[str, Any]:
     """MCCS and CE metrics of ``preds[i]`` against ``refs[i]``.
 
@@ -53,12 +55,17 @@ def score_pairs(
 
         {"n", "params": {...}, "mccs": {"mean", "median", "std", "min", "max"},
          "ce": {"all": ce_metrics(...), "five": ce_metrics(..., subset=COMPETITION_FIVE)},
-         "per_sample": [{"id", "mccs"}, ...]}
+         "per_sample": [{"id", "mccs"}, ...], "labeler": NAME}
+
+    ``labelers``: the backends that label texts (default: the Rust engine); the first is the primary
+    (the keys above). With more than one, ``by_labeler`` holds each one's MCCS summary and CE, and
+    ``agreement`` each other one's per-observation agreement with the primary (both sides' labels).
     """
+    backends = [resolve_labeler(x) for x in (labelers or [None])]
     if not isinstance(preds, np.ndarray) and not isinstance(refs, np.ndarray) and len(preds) != len(refs):
         raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
-    p = _labels(preds, "preds", threads, extract)
-    r = _labels(refs, "refs", threads, False)
+    p = _labels(preds, "preds", threads, extract, backends[0])
+    r = _labels(refs, "refs", threads, False, backends[0])
     if p.shape[0] != r.shape[0]:
         raise ValueError(f"{p.shape[0]} predictions but {r.shape[0]} references")
     n = int(p.shape[0])
@@ -89,6 +96,34 @@ def score_pairs(
     if per_sample:
         keys = list(ids) if ids is not None else list(range(n))
         result["per_sample"] = [{"id": k, "mccs": float(s)} for k, s in zip(keys, scores.tolist())]
+    result["labeler"] = backends[0].name
+    if len(backends) > 1:
+        from mrgfast.labelers.agreement import agreement
+
+        by: dict[str, Any] = {}
+        agree: dict[str, Any] = {}
+        for b in backends:
+            if b is backends[0]:
+                pb, rb, sb = p, r, scores
+            else:
+                pb = _labels(preds, "preds", threads, extract, b)
+                rb = _labels(refs, "refs", threads, False, b)
+                sb = engine.mccs_from_labels(pb, rb, margin=margin, uncertain=uncertain)
+                names = (backends[0].name, b.name)
+                agree[f"{names[0]} vs {names[1]}"] = agreement(
+                    np.concatenate([p, r]), np.concatenate([pb, rb]), names=names
+                )
+            by[b.name] = {
+                "mccs": {"mean": float(sb.mean()), "median": float(np.median(sb))},
+                "ce": {
+                    "all": engine.ce_metrics(pb, rb, uncertain_positive=uncertain_positive),
+                    "five": engine.ce_metrics(
+                        pb, rb, uncertain_positive=uncertain_positive, subset=engine.COMPETITION_FIVE
+                    ),
+                },
+            }
+        result["by_labeler"] = by
+        result["agreement"] = agree
     return result
 
 
@@ -125,6 +160,37 @@ def format_table(result: dict[str, Any], *, title: str | None = None) -> str:
         avg = result["ce"][key]["micro" if label.startswith("micro") else "macro"]
         lines.append(f"  {label:<{width}}{_f(avg['precision']):>7}{_f(avg['recall']):>7}{_f(avg['f1']):>7}")
     lines.append("  * the 5-observation competition subset (" + ", ".join(engine.COMPETITION_FIVE) + ")")
+    if result.get("by_labeler"):
+        lines.append(format_by_labeler(result))
+    return "\n".join(lines)
+
+
+def format_by_labeler(result: dict[str, Any]) -> str:
+    """CE F1 per observation under each labeler side by side, with each other labeler's present/absent
+    kappa against the primary (over generated and reference labels together)."""
+    by = result["by_labeler"]
+    names = list(by)
+    agree = list(result.get("agreement", {}).values())
+    width = max(len(o) for o in engine.OBSERVATIONS) + 2
+    col = max(9, *(len(n) + 2 for n in names))
+    head = f"  {'F1':<{width}}" + "".join(f"{n:>{col}}" for n in names)
+    head += "".join(f"{'kappa ' + a['labelers'][1]:>{col + 6}}" for a in agree)
+    lines = [f"clinical efficacy by labeler (primary: {names[0]}):", head, "  " + "-" * (len(head) - 2)]
+    for obs in engine.OBSERVATIONS:
+        row = f"  {obs:<{width}}" + "".join(
+            f"{_f(by[n]['ce']['all']['per_observation'][obs]['f1']):>{col}}" for n in names
+        )
+        row += "".join(f"{_f(a['per_observation'][obs]['kappa_present']):>{col + 6}}" for a in agree)
+        lines.append(row)
+    lines.append("  " + "-" * (len(head) - 2))
+    for label, key, avg in (
+        ("micro (14)", "all", "micro"),
+        ("macro (14)", "all", "macro"),
+        ("micro (5*)", "five", "micro"),
+        ("macro (5*)", "five", "macro"),
+    ):
+        lines.append(f"  {label:<{width}}" + "".join(f"{_f(by[n]['ce'][key][avg]['f1']):>{col}}" for n in names))
+    lines.append(f"  {'MCCS mean':<{width}}" + "".join(f"{_f(by[n]['mccs']['mean']):>{col}}" for n in names))
     return "\n".join(lines)
 
 

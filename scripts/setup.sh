@@ -15,7 +15,11 @@ fi
 # maturin builds the extension (release profile, abi3) during the editable install. Its .pth puts the
 # repository root on sys.path; the only regular package there is mrgfast/ (kernels/, tests/ and bench/
 # hold no __init__.py, so they never shadow an installed package of the same name).
-.venv/bin/python -m pip install -q -e ".[train,test]"
+.venv/bin/python -m pip install -q -e ".[train,test,integrations]"
+# The frameworks the integration tests run (tests/integrations), at the versions the README names.
+# --no-deps: their requirements pin vLLM, flash-attn and CUDA builds; the light packages their
+# code imports are in the integrations extra above.
+.venv/bin/python -m pip install -q --no-deps "verl==0.9.1" "openrlhf==0.11.2"
 
 cd /tmp && "$root/.venv/bin/python" -c "
 import mrgfast, mrgfast._core, mrgfast.kernels

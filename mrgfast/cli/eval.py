@@ -107,6 +107,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     g.add_argument("--uncertain-positive", action="store_true", help="CE: count uncertain as positive")
     g.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
+    from mrgfast.cli.labeler_options import add_labeler_options
+
+    add_labeler_options(g, many=True)
+    g.add_argument(
+        "--radeval",
+        metavar="METRICS",
+        default=None,
+        help="also compute RadEval metrics, a comma list (e.g. radgraph,bertscore); offline: their model "
+        "files must be local (pip install RadEval)",
+    )
     g.add_argument(
         "--image-check",
         default="exists",
@@ -164,6 +174,8 @@ def options_from_args(args):
         uncertain_positive=args.uncertain_positive,
         threads=args.threads,
         progress=args.progress,
+        labelers=args.labelers,
+        radeval=[m.strip() for m in args.radeval.split(",") if m.strip()] if args.radeval else None,
     )
 
 
@@ -176,6 +188,13 @@ def main(args) -> int:
     if args.threads is not None and args.threads < 1:
         print("mrgfast eval: --threads must be >= 1", file=sys.stderr)
         return 2
+    from mrgfast.cli.labeler_options import labelers_from_args
+
+    try:
+        args.labelers = labelers_from_args(args)
+    except (ValueError, OSError, ImportError) as e:
+        print(f"mrgfast eval: {e}", file=sys.stderr)
+        return 2
     logger = logging.getLogger("mrgfast")
     if not any(getattr(h, "_mrgfast_eval", False) for h in logger.handlers):
         h = logging.StreamHandler(sys.stderr)
@@ -186,9 +205,16 @@ def main(args) -> int:
 
     from mrgfast.eval.generate import GenerationError
     from mrgfast.eval.metrics import format_eval_table
+    from mrgfast.eval.radeval_metrics import RadEvalError, check_available
     from mrgfast.eval.run import EvalError, run_eval
 
     opts = options_from_args(args)
+    if opts.radeval:
+        try:
+            check_available(opts.radeval)
+        except RadEvalError as e:
+            print(f"mrgfast eval: {e}", file=sys.stderr)
+            return 2
     done = [0, 0]
 
     def on_batch(n, total):
@@ -196,7 +222,7 @@ def main(args) -> int:
 
     try:
         result = run_eval(opts, on_batch=on_batch)
-    except (EvalError, GenerationError) as e:
+    except (EvalError, GenerationError, RadEvalError) as e:
         print(f"mrgfast eval: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

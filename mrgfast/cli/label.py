@@ -29,7 +29,20 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "label", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("input", metavar="IN", help="reports to label: .csv, .jsonl (or .ndjson/.json), else one per line")
+    p.add_argument(
+        "input",
+        metavar="IN",
+        nargs="?",
+        default=None,
+        help="reports to label: .csv, .jsonl (or .ndjson/.json), else one per line",
+    )
+    p.add_argument(
+        "--explain",
+        metavar="TEXT",
+        default=None,
+        help="instead of labelling a file, print for TEXT per observation the mention, the trigger and the "
+        "rule (rules.txt line) that decided each code",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -52,6 +65,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--skip-bad", action="store_true", help="report bad rows on stderr and go on instead of stopping")
     p.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
+    from mrgfast.cli.labeler_options import add_labeler_options
+
+    add_labeler_options(p)
     p.add_argument("--chunk-size", type=int, default=8192, help="reports labelled per batch (default 8192)")
     progress = p.add_mutually_exclusive_group()
     progress.add_argument(
@@ -80,8 +96,22 @@ def _code(code: int, blank: int) -> str:
 def run(args) -> int:
     import mrgfast
     from mrgfast.cli._io import BadRow, InputError, atomic_writer, read_rows
+    from mrgfast.cli.labeler_options import labelers_from_args
     from mrgfast.reward.format import extract_report
 
+    if args.explain is not None:
+        from mrgfast.labelers.explain import explain, format_explanation
+
+        print(format_explanation(explain(args.explain)))
+        return 0
+    if args.input is None:
+        print("mrgfast label: give IN (a file of reports) or --explain TEXT", file=sys.stderr)
+        return 2
+    try:
+        (labeler,) = labelers_from_args(args)
+    except (ValueError, OSError, ImportError) as e:
+        print(f"mrgfast label: {e}", file=sys.stderr)
+        return 2
     if args.chunk_size < 1:
         print("mrgfast label: --chunk-size must be >= 1", file=sys.stderr)
         return 2
@@ -124,7 +154,7 @@ def run(args) -> int:
         texts = [r.text for r in chunk]
         if args.extract_report:
             texts = [extract_report(t) for t in texts]
-        labels = mrgfast.label(texts, threads=args.threads)
+        labels = mrgfast.label(texts, threads=args.threads, labeler=labeler)
         if csv_out is not None:
             csv_out.writerows([r.text, *(_code(c, blank) for c in row)] for r, row in zip(chunk, labels.tolist()))
         else:

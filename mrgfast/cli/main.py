@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Order shown in --help. Each module defines add_parser(subparsers) and sets func=handler(args) -> int.
-COMMANDS = ("demo", "label", "score", "train", "eval", "data", "model")
+COMMANDS = ("demo", "label", "score", "agree", "train", "eval", "data", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,6 +71,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-extract", action="store_true", help="score generated texts whole, not their <report> block")
     p.add_argument("--skip-bad", action="store_true", help="report bad rows on stderr and go on instead of stopping")
     p.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
+    from mrgfast.cli.labeler_options import add_labeler_options
+
+    add_labeler_options(p, many=True)
     p.add_argument(
         "--show-unpaired",
         type=int,
@@ -145,9 +148,15 @@ def run(args) -> int:
         collect,
         read_rows,
     )
+    from mrgfast.cli.labeler_options import labelers_from_args
     from mrgfast.scoring import format_table, score_pairs
 
     t0 = time.perf_counter()
+    try:
+        labelers = labelers_from_args(args)
+    except (ValueError, OSError, ImportError) as e:
+        print(f"mrgfast score: {e}", file=sys.stderr)
+        return 2
     if args.threads is not None and args.threads < 1:
         print("mrgfast score: --threads must be >= 1", file=sys.stderr)
         return 2
@@ -208,6 +217,7 @@ def run(args) -> int:
         uncertain_positive=args.uncertain_positive,
         threads=args.threads,
         extract=not args.no_extract,
+        labelers=labelers,
     )
     t_score = time.perf_counter() - t0 - t_read
     result["inputs"] = {

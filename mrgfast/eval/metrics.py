@@ -40,6 +40,8 @@ def eval_metrics(
     threads: int | None = None,
     meteor: bool | None = None,
     nlg: bool = True,
+    labelers: Sequence[Any] | None = None,
+    radeval: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """All metrics of generated texts against references (a JSON-ready dict).
 
@@ -62,6 +64,7 @@ def eval_metrics(
         uncertain_positive=uncertain_positive,
         threads=threads,
         extract=True,
+        labelers=labelers,
     )
     t_ce = time.perf_counter() - t0
     fmt = [format_score(g) for g in generated]
@@ -74,7 +77,16 @@ def eval_metrics(
         result["nlg"] = nlg_metrics([extract_report(g) for g in generated], list(references), meteor=meteor)
     else:
         result["nlg"] = None
-    result["timing_s"] = {"mccs_ce": round(t_ce, 4), "nlg": round(time.perf_counter() - t1, 4)}
+    t2 = time.perf_counter()
+    if radeval:
+        from mrgfast.eval.radeval_metrics import radeval_metrics
+
+        result["radeval"] = radeval_metrics([extract_report(g) for g in generated], list(references), radeval)
+    result["timing_s"] = {
+        "mccs_ce": round(t_ce, 4),
+        "nlg": round(t2 - t1, 4),
+        "radeval": round(time.perf_counter() - t2, 4),
+    }
     return result
 
 
@@ -98,4 +110,8 @@ def format_eval_table(result: dict[str, Any], *, title: str | None = None) -> st
         lines.append("  " + "".join(f"{_v(nlg.get(key)):>9}" for key, _ in NLG_KEYS))
         if nlg.get("meteor") is None and nlg.get("meteor_skipped"):
             lines.append(f"  (METEOR skipped: {nlg['meteor_skipped']})")
+    radeval = result.get("radeval")
+    if radeval:
+        lines.append("RadEval metrics (extracted report vs reference):")
+        lines += [f"  {k:<28}{_v(v) if isinstance(v, float) else v}" for k, v in radeval.items()]
     return "\n".join(lines)

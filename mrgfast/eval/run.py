@@ -73,6 +73,10 @@ class EvalOptions:
     uncertain_positive: bool = False
     threads: int | None = None
     progress: bool | None = None
+    labelers: list[Any] | None = None
+    """`mrgfast.labelers` backends for CE/MCCS (default: the Rust engine); the first is the primary."""
+    radeval: list[str] | None = None
+    """RadEval metric names to add (offline; see mrgfast.eval.radeval_metrics)."""
 
     @property
     def predictions_path(self) -> Path:
@@ -113,6 +117,12 @@ def score_command(pred_path: Path, opts: EvalOptions) -> str:
     )
     if opts.uncertain_positive:
         cmd += " --uncertain-positive"
+    names = [lab.name for lab in opts.labelers or []]
+    if names and names != ["rust"]:
+        cmd += f" --labeler {','.join(names)}"
+        chex = next((lab for lab in opts.labelers if lab.name == "chexbert"), None)
+        if chex is not None:
+            cmd += f" --chexbert-checkpoint {shlex.quote(chex.checkpoint)} --bert-path {shlex.quote(chex.bert_path)}"
     return cmd
 
 
@@ -233,6 +243,8 @@ def run_eval(opts: EvalOptions, *, on_batch: Callable[[int, int], None] | None =
         threads=opts.threads,
         meteor=opts.meteor,
         nlg=opts.nlg,
+        labelers=opts.labelers,
+        radeval=opts.radeval,
     )
     metrics_path = opts.metrics_path
     generated_now = len(todo)

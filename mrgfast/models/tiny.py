@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 # Qwen2.5-VL's special tokens (names as in the real tokenizer, ids assigned here)
@@ -87,6 +88,50 @@ def _default_corpus() -> list[str]:
     return texts
 
 
+@contextmanager
+def _outside_zero3_init():
+    """Let one process build the model alone, even inside a ZeRO-3 training run.
+
+    With a ZeRO-3 config active, transformers creates sub-models inside ``deepspeed.zero.Init``,
+    whose partitioning is a collective; the other ranks wait for rank 0 to build the assets and
+    never join it (a deadlock). The model built here is saved, not trained, so it needs none.
+    """
+    try:
+        import transformers.integrations.deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover - transformers without the DeepSpeed integration
+        yield
+        return
+    active = hf_deepspeed._hf_deepspeed_config_weak_ref  # the only handle transformers keeps
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = active
+
+
+def build_processor(tokenizer, *, image_size: int = 112):
+    """A Qwen2.5-VL processor around ``tokenizer`` for ``image_size``² images (one 112² image: 16 tokens)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+
+    px = image_size * image_size
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=px, max_pixels=px, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    video_processor = None
+    try:  # transformers requires a video processor for Qwen2.5-VL's processor
+        from transformers import Qwen2VLVideoProcessor
+
+        video_processor = Qwen2VLVideoProcessor(min_pixels=px, max_pixels=px)
+    except Exception:  # pragma: no cover - torchvision missing
+        pass
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
 def build_tiny(
     out: str | os.PathLike,
     *,
@@ -109,12 +154,7 @@ def build_tiny(
     tokens), which gives the real LM-head cost on a model that is otherwise small. ``tie_word_embeddings=False``
     gives the head its own weight (Qwen2.5-VL-7B's layout; the 3B ties)."""
     import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     if hidden_size % num_heads or (hidden_size // num_heads) % 4:
         raise ValueError("hidden_size/num_heads must be a multiple of 4 (M-RoPE sections)")
@@ -164,26 +204,14 @@ def build_tiny(
         tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    with _outside_zero3_init():
+        model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.bos_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out)
 
-    px = image_size * image_size
-    image_processor = Qwen2VLImageProcessor(
-        min_pixels=px, max_pixels=px, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
-    video_processor = None
-    try:  # transformers requires a video processor for Qwen2.5-VL's processor
-        from transformers import Qwen2VLVideoProcessor
-
-        video_processor = Qwen2VLVideoProcessor(min_pixels=px, max_pixels=px)
-    except Exception:  # pragma: no cover - torchvision missing
-        pass
-    processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor, tokenizer=tok, video_processor=video_processor, chat_template=CHAT_TEMPLATE
-    )
+    processor = build_processor(tok, image_size=image_size)
     processor.save_pretrained(out)
     (out / "TINY.json").write_text(
         json.dumps(

@@ -66,6 +66,7 @@ class Entry:
         "desc_group",
         "desc_targets",
         "header",
+        "lines",
         "mentions",
         "mods",
         "prefix",
@@ -90,6 +91,7 @@ class Entry:
         self.connect = False
         self.copula = False
         self.conj = False
+        self.lines: list[tuple[int, str]] = []  # (rules.txt line, section) of every role: for --explain
 
     def mod_class(self, group: str) -> str | None:
         c = self.mods.get(group)
@@ -163,9 +165,9 @@ class Rules:
             name, _, flags = spec.partition(":")
             if name not in OBSERVATIONS or name == "No Finding":
                 raise ValueError(f"rules.txt:{lineno}: unknown observation {name!r}")
-            if set(flags) - set("up"):
+            if set(flags) - set("upw"):
                 raise ValueError(f"rules.txt:{lineno}: unknown flags {flags!r}")
-            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags))
+            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags, "w" in flags))
         return out
 
     def _add(self, section: list[str], phrase: str, lineno: int) -> None:
@@ -177,6 +179,7 @@ class Rules:
             self.abbrev.add(phrase)
             return
         e = self._entry(phrase, lineno)
+        e.lines.append((lineno, "@" + kind + (" " + arg if arg else "")))
         if kind == "mention":
             e.mentions.extend(self._targets(arg.split(";"), lineno))
         elif kind == "desc":
@@ -339,38 +342,49 @@ def match_at(r: Rules, toks: list[tuple[int, str]], i: int) -> tuple[Entry, int]
 
 
 # units: ("p",) punctuation, ("w",) plain word, ("e", entry)
-def sentences(r: Rules, text: str) -> list[list]:
+def sentences(r: Rules, text: str, texts: list | None = None) -> list[list]:
+    """The sentences' units: ("e", Entry) for a matched phrase, ("w", None) a word, ("p", None) a comma
+    or colon. ``texts`` (for --explain) receives, per sentence, the matched text of every unit."""
     toks = tokenize(text, r.abbrev)
     out: list[list] = []
     units: list = []
+    words: list[str] = []
+
+    def close() -> None:
+        if units and not drop:
+            out.append(units)
+            if texts is not None:
+                texts.append(words)
+
     drop = False
     i, n = 0, len(toks)
     while i < n:
         m = match_at(r, toks, i)
         if m is not None:
             e, k = m
-            i += k
             if e.header is not None:
-                if units and not drop:
-                    out.append(units)
-                units = []
+                close()
+                units, words = [], []
                 drop = e.header == "skip"
+                i += k
                 continue
             units.append(("e", e))
+            words.append(" ".join(t[1] for t in toks[i : i + k]))
+            i += k
             continue
         kind = toks[i][0]
         if kind in (BREAK, PARA):
-            if units and not drop:
-                out.append(units)
-            units = []
+            close()
+            units, words = [], []
             drop = False
         elif kind == WORD:
             units.append(("w", None))
+            words.append(toks[i][1])
         else:
             units.append(("p", None))
+            words.append(toks[i][1])
         i += 1
-    if units and not drop:
-        out.append(units)
+    close()
     return out
 
 
@@ -379,8 +393,10 @@ def _entry_of(u) -> Entry | None:
     return u[1] if u[0] == "e" else None
 
 
-def code_at(r: Rules, U: list, p: int) -> int:
-    """Code of the mention (or abnormal modifier) at unit p from the triggers around it."""
+def code_at(r: Rules, U: list, p: int, trace: list | None = None) -> int:
+    """Code of the mention (or abnormal modifier) at unit p from the triggers around it.
+
+    ``trace`` (for ``mrgfast label --explain``) receives ``(role, unit index)`` for every trigger that fires."""
     P = r.params
     pre_w, post_w, near_w = P["pre_window"], P["post_window"], P["near_window"]
     or_w, or_wb = P["or_window"], P["or_window_before"]
@@ -410,16 +426,24 @@ def code_at(r: Rules, U: list, p: int) -> int:
                 break
             t = e.triggers
             if t:
+                fired = []
                 if "neg_pre" in t and d <= pre_w:
                     neg = True
+                    fired.append("neg_pre")
                 if "unc_pre" in t and d <= pre_w:
                     unc = True
+                    fired.append("unc_pre")
                 if "strong_pre" in t and d <= pre_w:
                     strong = True
+                    fired.append("strong_pre")
                 if "strong_near" in t and d <= near_w and not seen_mention:
                     strong = True
+                    fired.append("strong_near")
                 if "unc_or" in t and d <= or_w and not seen_mention:
                     unc = True
+                    fired.append("unc_or")
+                if trace is not None:
+                    trace.extend((role, q) for role in fired)
             if e.mentions:
                 seen_mention = True
         d += 1
@@ -455,14 +479,21 @@ def code_at(r: Rules, U: list, p: int) -> int:
             if t and "unc_pre" in t and "unc_post" in t and _mention_follows(r, U, q, near_w):
                 t = t - {"unc_pre", "unc_post"}
             if t:
+                fired = []
                 if "neg_post" in t and d <= post_w:
                     neg = True
+                    fired.append("neg_post")
                 if "unc_post" in t and d <= post_w:
                     unc = True
+                    fired.append("unc_post")
                 if "strong_post" in t and d <= post_w:
                     strong = True
+                    fired.append("strong_post")
                 if "unc_or" in t and d <= or_wb and not seen_mention:
                     unc = True
+                    fired.append("unc_or")
+                if trace is not None:
+                    trace.extend((role, q) for role in fired)
             if e.mentions:
                 seen_mention = True
         d += 1
@@ -537,7 +568,9 @@ def _bridged(r: Rules, U: list, q: int, group: str) -> bool:
     return True
 
 
-def desc_code(r: Rules, U: list, p: int, group: str) -> int | None:
+def desc_code(r: Rules, U: list, p: int, group: str, trace: list | None = None) -> int | None:
+    """Code of the descriptor at p from its modifiers (None: no modifier). ``trace`` receives
+    ``("mod:<class>", unit index)`` per modifier used and the triggers scoping abnormal ones."""
     win = r.params["desc_window"]
     mods: list[int] = []
     q0 = prenominal(r, U, p, group)
@@ -586,7 +619,9 @@ def desc_code(r: Rules, U: list, p: int, group: str) -> int | None:
     if not mods:
         return None
     classes = [U[q][1].mod_class(group) for q in mods]
-    abnormal = [code_at(r, U, q) for q, c in zip(mods, classes) if c == "abnormal"]
+    if trace is not None:
+        trace.extend((f"mod:{c}", q) for q, c in zip(mods, classes))
+    abnormal = [code_at(r, U, q, trace) for q, c in zip(mods, classes) if c == "abnormal"]
     if abnormal:
         code = BLANK
         for c in abnormal:
@@ -606,20 +641,22 @@ def aggregate(current: int, new: int) -> int:
     return new if _PRIORITY.get(new, 0) > _PRIORITY.get(current, 0) else current
 
 
-def _apply(labels: list[int], targets, code: int) -> None:
-    for obs, u_flag, p_flag in targets:
+def _apply(labels: list[int], weak: list[int], targets, code: int) -> None:
+    for obs, u_flag, p_flag, w_flag in targets:
         c = code
         if p_flag and c == NEGATIVE:
             continue
         if u_flag and c == POSITIVE:
             c = UNCERTAIN
-        labels[obs] = aggregate(labels[obs], c)
+        out = weak if w_flag else labels
+        out[obs] = aggregate(out[obs], c)
 
 
 def label_report(text: str) -> list[int]:
     """The 14 codes of one report (BLANK = -128 when not mentioned)."""
     r = rules()
     labels = [BLANK] * N_OBS
+    weak = [BLANK] * N_OBS  # codes of weak readings (flag w): used where nothing else mentions the observation
     if all(ch in WHITESPACE for ch in text):
         return labels
     for U in sentences(r, text):
@@ -628,11 +665,12 @@ def label_report(text: str) -> list[int]:
             if e is None:
                 continue
             if e.mentions:
-                _apply(labels, e.mentions, code_at(r, U, p))
+                _apply(labels, weak, e.mentions, code_at(r, U, p))
             if e.desc_group is not None:
                 c = desc_code(r, U, p, e.desc_group)
                 if c is not None:
-                    _apply(labels, e.desc_targets, c)
+                    _apply(labels, weak, e.desc_targets, c)
+    labels = [w if c == BLANK else c for c, w in zip(labels, weak)]
     finding = any(labels[i] in (POSITIVE, UNCERTAIN) for i in range(1, N_OBS) if i != SUPPORT_DEVICES)
     if not finding:
         labels[NO_FINDING] = POSITIVE

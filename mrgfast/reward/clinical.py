@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
+from mrgfast.labelers import Labeler, resolve_labeler
 from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, reference_column
 from mrgfast.reward.format import parse_completion
 
@@ -28,6 +29,7 @@ def mccs_scores(
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     threads: int | None = None,
     extract: bool = True,
+    labeler: Labeler | str | None = None,
 ) -> np.ndarray:
     """MCCS of ``texts[i]`` against ``references[i]``; ``None`` texts score 0.0.
 
@@ -38,7 +40,7 @@ def mccs_scores(
         raise ValueError(f"{len(texts)} completions but {len(references)} references")
     if extract:
         texts = [None if t is None else parse_completion(t)[0] for t in texts]
-    return mccs_of_reports(texts, references, margin=margin, uncertain=uncertain, threads=threads)
+    return mccs_of_reports(texts, references, margin=margin, uncertain=uncertain, threads=threads, labeler=labeler)
 
 
 def mccs_of_reports(
@@ -48,6 +50,7 @@ def mccs_of_reports(
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     threads: int | None = None,
+    labeler: Labeler | str | None = None,
 ) -> np.ndarray:
     """MCCS of report texts (already extracted) against references; ``None`` scores 0.0.
 
@@ -70,7 +73,7 @@ def mccs_of_reports(
             j = ref_index[r] = len(ref_index)
         ref_of[k] = j
     unique_refs = list(ref_index)
-    labels = engine.label(unique_refs + [reports[i] for i in valid], threads=threads)
+    labels = engine.label(unique_refs + [reports[i] for i in valid], threads=threads, labeler=labeler)
     ref_labels = labels[: len(unique_refs)][ref_of]
     gen_labels = labels[len(unique_refs) :]
     scores = engine.mccs_from_labels(gen_labels, ref_labels, margin=margin, uncertain=uncertain)
@@ -91,6 +94,9 @@ class MCCSReward(RewardFunction):
         Labelling threads (``None``: every core).
     extract:
         Score the ``<report>`` block of each completion (default) rather than the whole text.
+    labeler:
+        ``None`` / ``"rust"`` (the rule engine) or a `mrgfast.labelers` backend such as
+        ``CheXbert(checkpoint, bert_path)``: the paper-exact reward (slow, a GPU helps).
     name:
         ``__name__`` of the instance; TRL logs the reward as ``rewards/<name>/mean``.
 
@@ -106,10 +112,12 @@ class MCCSReward(RewardFunction):
         threads: int | None = None,
         *,
         extract: bool = True,
+        labeler: Labeler | str | None = None,
         name: str = "mccs_reward",
     ):
         super().__init__(name)
         check_reward_settings(reference_column, margin, uncertain)
+        self.labeler = resolve_labeler(labeler)
         self.reference_column = reference_column
         self.margin = float(margin)
         self.uncertain = float(uncertain)
@@ -121,7 +129,13 @@ class MCCSReward(RewardFunction):
         check_length("prompts", prompts, len(texts), self.__name__)
         refs = reference_column(columns, self.reference_column, len(texts), self.__name__)
         scores = mccs_scores(
-            texts, refs, margin=self.margin, uncertain=self.uncertain, threads=self.threads, extract=self.extract
+            texts,
+            refs,
+            margin=self.margin,
+            uncertain=self.uncertain,
+            threads=self.threads,
+            extract=self.extract,
+            labeler=self.labeler,
         )
         self._log_metrics(columns, {"malformed": len(bad)})
         return scores.tolist()
@@ -133,5 +147,5 @@ class MCCSReward(RewardFunction):
     def __repr__(self) -> str:
         return (
             f"MCCSReward(reference_column={self.reference_column!r}, margin={self.margin}, "
-            f"uncertain={self.uncertain}, threads={self.threads}, name={self.__name__!r})"
+            f"uncertain={self.uncertain}, threads={self.threads}, labeler={self.labeler.name!r}, name={self.__name__!r})"
         )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
+from mrgfast.labelers import Labeler, resolve_labeler
 from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, reference_column
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.format import parse_completion
@@ -38,10 +39,12 @@ class MRGReward(RewardFunction):
         mccs_weight: float = MCCS_WEIGHT,
         format_weight: float = FORMAT_WEIGHT,
         extract: bool = True,
+        labeler: Labeler | str | None = None,
         name: str = "mrg_reward",
     ):
         super().__init__(name)
         check_reward_settings(reference_column, margin, uncertain)
+        self.labeler = resolve_labeler(labeler)
         for wname, w in (("mccs_weight", mccs_weight), ("format_weight", format_weight)):
             if not np.isfinite(float(w)):
                 raise ValueError(f"{wname} must be finite, got {w!r}")
@@ -58,7 +61,14 @@ class MRGReward(RewardFunction):
         parsed = [None if t is None else parse_completion(t) for t in texts]
         f = np.fromiter((0.0 if p is None else p[1] for p in parsed), dtype=np.float64, count=len(texts))
         reports = [None if p is None else p[0] for p in parsed] if self.extract else texts
-        m = mccs_of_reports(reports, references, margin=self.margin, uncertain=self.uncertain, threads=self.threads)
+        m = mccs_of_reports(
+            reports,
+            references,
+            margin=self.margin,
+            uncertain=self.uncertain,
+            threads=self.threads,
+            labeler=self.labeler,
+        )
         return m, f
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:

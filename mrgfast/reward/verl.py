@@ -4,19 +4,26 @@
 verl loads a custom reward function from a file path, so point its config at this file::
 
     MRG=$(python -c "import mrgfast.reward.verl as m; print(m.__file__)")
+    # verl 0.7 to 0.9 (tested: 0.9.1): the reward loop, one call per sample
     python -m verl.trainer.main_ppo ... \\
-        custom_reward_function.path=$MRG custom_reward_function.name=compute_score
-    # or, one call per batch (each distinct reference labelled once):
+        reward.custom_reward_function.path=$MRG reward.custom_reward_function.name=compute_score
+    # verl <= 0.6, the legacy reward managers: the same function under custom_reward_function.*,
+    # or one call per batch:
         reward_model.reward_manager=batch \\
         custom_reward_function.path=$MRG custom_reward_function.name=compute_score_batch
 
 The dataset's ``reward_model.ground_truth`` is the reference report; ``solution_str`` is the
 decoded response. Options go in ``custom_reward_function.reward_kwargs`` (``margin``,
-``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``). With
+``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``; ``labeler="chexbert"``
+with ``chexbert_checkpoint`` and ``bert_path`` for the paper-exact CheXbert reward, loaded once per worker). With
 ``details=True`` each score is a dict ``{"score", "mccs", "format", "malformed"}`` and verl logs
-the extra keys. A ``None`` or non-text response scores 0.0 (counted in ``malformed``).
+the extra keys; ``score[0]`` is the score too, which is what verl's ``prime`` manager reads. A
+``None`` or non-text response scores 0.0 (counted in ``malformed``).
 
-This file is loaded by path (outside the package), so it imports only absolute names.
+This file is loaded by path (outside the package), so it imports only absolute names. verl names
+the loaded module ``custom_module_<hash>``, which no other process can import, so the functions
+handed out are the package's own (``mrgfast.reward.verl``): they pickle into the process pool of
+verl's ``prime`` manager.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 
 from mrgfast import engine
 from mrgfast.contracts import check_mccs_params
+from mrgfast.labelers import resolve_labeler
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
@@ -36,7 +44,22 @@ from mrgfast.reward.format import parse_completion
 
 logger = logging.getLogger("mrgfast.reward.verl")
 
-Score = float | dict[str, float]
+
+class ScoreDetails(dict):
+    """A ``details=True`` score: ``{"score", "mccs", "format", "malformed"}``.
+
+    verl's ``prime`` manager takes a non-number result as a sequence whose first item is the
+    score (``float(result[0])``); a plain dict would raise there, and prime then scores the
+    whole batch 0.0. ``details[0]`` is therefore the score.
+    """
+
+    def __getitem__(self, key):
+        if key == 0:
+            return dict.__getitem__(self, "score")
+        return dict.__getitem__(self, key)
+
+
+Score = float | ScoreDetails
 
 
 def _reference(value: Any, where: str) -> str:
@@ -63,6 +86,7 @@ def _score_all(
     threads: int | None,
     details: bool,
     what: str,
+    labeler: dict[str, Any],
 ) -> list[Score]:
     check_mccs_params(margin, uncertain)
     n = len(solution_strs)
@@ -76,15 +100,26 @@ def _score_all(
     parsed = [None if t is None else parse_completion(t) for t in texts]
     f = np.array([0.0 if p is None else p[1] for p in parsed], dtype=np.float64)
     m = mccs_of_reports(
-        [None if p is None else p[0] for p in parsed], refs, margin=margin, uncertain=uncertain, threads=threads
+        [None if p is None else p[0] for p in parsed],
+        refs,
+        margin=margin,
+        uncertain=uncertain,
+        threads=threads,
+        labeler=_labeler(**labeler),
     )
     total = float(mccs_weight) * m + float(format_weight) * f
     if not details:
         return total.tolist()
     return [
-        {"score": float(total[i]), "mccs": float(m[i]), "format": float(f[i]), "malformed": float(texts[i] is None)}
+        ScoreDetails(score=float(total[i]), mccs=float(m[i]), format=float(f[i]), malformed=float(texts[i] is None))
         for i in range(n)
     ]
+
+
+def _labeler(labeler: str | None = None, chexbert_checkpoint: str | None = None, bert_path: str | None = None):
+    if labeler in (None, "rust"):
+        return resolve_labeler(None)
+    return resolve_labeler(labeler, checkpoint=chexbert_checkpoint, bert_path=bert_path)
 
 
 def compute_score(
@@ -99,6 +134,9 @@ def compute_score(
     format_weight: float = FORMAT_WEIGHT,
     threads: int | None = 1,
     details: bool = False,
+    labeler: str | None = None,
+    chexbert_checkpoint: str | None = None,
+    bert_path: str | None = None,
     **kwargs: Any,
 ) -> Score:
     """verl's single-sample reward: ``mccs_weight · MCCS + format_weight · format`` in [0, 1].
@@ -116,6 +154,7 @@ def compute_score(
         threads=threads,
         details=details,
         what="ground_truth",
+        labeler={"labeler": labeler, "chexbert_checkpoint": chexbert_checkpoint, "bert_path": bert_path},
     )[0]
 
 
@@ -131,6 +170,9 @@ def compute_score_batch(
     format_weight: float = FORMAT_WEIGHT,
     threads: int | None = None,
     details: bool = False,
+    labeler: str | None = None,
+    chexbert_checkpoint: str | None = None,
+    bert_path: str | None = None,
     **kwargs: Any,
 ) -> list[Score]:
     """verl's batched reward (``reward_model.reward_manager=batch``): one score per response.
@@ -154,8 +196,19 @@ def compute_score_batch(
         threads=threads,
         details=details,
         what="ground_truths",
+        labeler={"labeler": labeler, "chexbert_checkpoint": chexbert_checkpoint, "bert_path": bert_path},
     )
 
 
 # verl's docs call the batched function by either name
 compute_scores = compute_score_batch
+
+if __name__ != "mrgfast.reward.verl":
+    # Loaded by path (verl's custom_reward_function.path) under a name no other process can
+    # import: hand out the package's functions, which pickle by reference (prime's process pool).
+    import mrgfast.reward.verl as package_module
+
+    ScoreDetails = package_module.ScoreDetails  # type: ignore[misc]
+    compute_score = package_module.compute_score
+    compute_score_batch = package_module.compute_score_batch
+    compute_scores = package_module.compute_scores

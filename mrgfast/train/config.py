@@ -327,6 +327,8 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
         kw["output_dir"] = str(Path(mrg.output_dir) / s)
         if "bf16" not in kw and "fp16" not in kw:
             kw["bf16"] = _cuda_bf16()
+        if "ddp_backend" not in kw and (backend := default_ddp_backend()):
+            kw["ddp_backend"] = backend
         report_to = ["tensorboard"] if mrg.tensorboard else []
         kw.setdefault("report_to", report_to)
         if s == "grpo":
@@ -336,6 +338,25 @@ def build_config(preset: str | None = None, config_file: str | None = None, over
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{s}: invalid {cls.__name__}: {e}") from e
     return RunConfig(mrg=mrg, sft=built["sft"], grpo=built["grpo"], raw=merged)
+
+
+def default_ddp_backend() -> str | None:
+    """``"gloo"`` for DeepSpeed on a machine without CUDA, else ``None`` (the trainer's choice).
+
+    Without a backend accelerate starts DeepSpeed's process group but counts one process
+    (``num_processes`` 1 on every rank), and DeepSpeed's batch check then fails
+    (``train_batch_size ... 2 != 2 * 1 * 2``).
+    """
+    from mrgfast.train.distributed import configured_distributed_type
+
+    if configured_distributed_type() != "DEEPSPEED":
+        return None
+    try:
+        import torch
+
+        return None if torch.cuda.is_available() else "gloo"
+    except Exception:
+        return None
 
 
 def _cuda_bf16() -> bool:

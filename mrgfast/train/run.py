@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from mrgfast.train.config import RunConfig, describe
+from mrgfast.train.distributed import is_zero3_partitioned
 
 log = logging.getLogger("mrgfast.train")
 
@@ -210,7 +211,17 @@ def run(cfg: RunConfig, *, resume: str | None = None, overwrite: bool = False) -
             return 130
         state["completed"].append(stage)
         _save_state(out, state)
-        if m.evaluate and eval_studies and _is_main():
+        evaluate_now = m.evaluate and eval_studies and _is_main()
+        if evaluate_now and any(is_zero3_partitioned(p) for p in model.parameters()):
+            # rank 0 alone cannot generate with ZeRO-3 partitioned weights (every forward is a collective)
+            log.warning(
+                "%s: no evaluation inside a DeepSpeed ZeRO-3 run; evaluate the saved model with: "
+                "mrgfast eval --model %s ...",
+                stage,
+                stage_dir / "final",
+            )
+            evaluate_now = False
+        if evaluate_now:
             from mrgfast.train.evaluate import evaluate
 
             res = evaluate(

@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer, SFTTrainer
 
+from mrgfast.train.distributed import check_distributed_type
+from mrgfast.train.lm_head import usable_lm_head
+
 log = logging.getLogger("mrgfast.train")
 
 
@@ -39,7 +42,12 @@ def fused_loss_available() -> bool:
 
 
 class _SafetyMixin:
-    """Stop on a NaN/Inf loss before the optimizer applies it (the last saved checkpoint stays good)."""
+    """Refuse a distributed type other than the configured one; stop on a NaN/Inf loss before the
+    optimizer applies it (the last saved checkpoint stays good)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_distributed_type(self.accelerator.distributed_type)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -156,20 +164,14 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
                 kw[key] = inputs[key]
         unwrapped = self.accelerator.unwrap_model(model)
         base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
-        backbone = getattr(base, "model", None) or base.base_model
-        # The forward must go through the wrapped model (DDP/FSDP prepare their gradient sync there), so
-        # the backbone's output is captured by a hook and the LM head runs on one position only.
-        captured = {}
-
-        def keep_hidden(_module, _args, output):
-            captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-
-        handle = backbone.register_forward_hook(keep_hidden)
-        try:
-            with self.accelerator.autocast():
-                model(**kw, logits_to_keep=1)
-        finally:
-            handle.remove()
+        # The forward goes through the wrapped model (DDP/FSDP prepare their gradient sync there) and the
+        # hidden states are taken from its output, never from inside it: FSDP2 arms its backward hooks
+        # (re-gathering a resharded root's parameters, e.g. the final norm) on the outputs only, and a
+        # loss reached through an inner tensor backpropagates into freed storage. The LM head runs on
+        # one position only.
+        with self.accelerator.autocast():
+            outputs = model(**kw, logits_to_keep=1, output_hidden_states=True)
+        captured = {"hidden": outputs.hidden_states[-1]}  # after the final norm (last_hidden_state)
         T = completion_ids.size(1)
         hidden = captured["hidden"][:, -T - 1 : -1, :]
         lm_head = base.get_output_embeddings()
@@ -191,25 +193,26 @@ class MrgGRPOTrainer(_SafetyMixin, GRPOTrainer):
             num_items = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train":
                 num_items = num_items / self.args.steps_per_generation * self.current_gradient_accumulation_steps
-        out = grpo_loss(
-            hidden,
-            lm_head.weight,
-            completion_ids,
-            mask,
-            advantages,
-            bias=lm_head.bias,
-            old_logps=inputs.get("old_per_token_logps"),
-            ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None,
-            beta=self.beta,
-            epsilon_low=self.epsilon_low,
-            epsilon_high=self.epsilon_high,
-            delta=self.args.delta,
-            temperature=self.temperature,
-            loss_type=self.loss_type,
-            importance_sampling_level=self.importance_sampling_level,
-            num_items_in_batch=num_items,
-            max_completion_length=self.max_completion_length,
-        )
+        with usable_lm_head(lm_head) as (head_weight, head_bias):  # ZeRO-3 / FSDP2: gathered here
+            out = grpo_loss(
+                hidden,
+                head_weight,
+                completion_ids,
+                mask,
+                advantages,
+                bias=head_bias,
+                old_logps=inputs.get("old_per_token_logps"),
+                ref_logps=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None,
+                beta=self.beta,
+                epsilon_low=self.epsilon_low,
+                epsilon_high=self.epsilon_high,
+                delta=self.args.delta,
+                temperature=self.temperature,
+                loss_type=self.loss_type,
+                importance_sampling_level=self.importance_sampling_level,
+                num_items_in_batch=num_items,
+                max_completion_length=self.max_completion_length,
+            )
         loss, metrics = _unpack_kernel_output(out)
         if self.loss_type in ("grpo", "bnpo", "dr_grpo") and mode == "train":
             loss = loss / self.current_gradient_accumulation_steps

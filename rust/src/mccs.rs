@@ -69,8 +69,17 @@ pub fn ccs(g: &[f64; N_SIGNED], r: &[f64; N_SIGNED]) -> f64 {
     match (gg == 0.0, rr == 0.0) {
         (true, true) => 1.0,
         (true, false) | (false, true) => 0.0,
-        // sqrt(gg·rr) rather than sqrt(gg)·sqrt(rr): identical vectors then give exactly 1.
-        _ => (dot / (gg * rr).sqrt()).clamp(-1.0, 1.0),
+        // sqrt(gg·rr) rather than sqrt(gg)·sqrt(rr): identical vectors then give exactly 1; when
+        // gg·rr underflows (uncertain values near 1e-87) the two square roots are taken apart
+        _ => {
+            let denom = (gg * rr).sqrt();
+            let denom = if denom > 0.0 {
+                denom
+            } else {
+                gg.sqrt() * rr.sqrt()
+            };
+            (dot / denom).clamp(-1.0, 1.0)
+        }
     }
 }
 
@@ -124,6 +133,13 @@ mod tests {
         let c = 1.0 / 2f64.sqrt();
         let m0 = MccsParams::new(0.0, 1.0).unwrap();
         assert!((mccs_labels(&g, &r, &m0) - c).abs() < 1e-12);
+        // tiny uncertain values: gg·rr underflows, the cosine must not
+        let tiny = MccsParams::new(0.0, 8.5e-87).unwrap();
+        let all_u = [UNCERTAIN; N_OBS];
+        let mut one_u = [crate::observations::BLANK; N_OBS];
+        one_u[1] = UNCERTAIN;
+        let want = 1.0 / (N_SIGNED as f64).sqrt();
+        assert!((mccs_labels(&all_u, &one_u, &tiny) - want).abs() < 1e-12);
         let m5 = MccsParams::new(0.5, 1.0).unwrap();
         assert!((mccs_labels(&g, &r, &m5) - (c - 0.5) / 0.5).abs() < 1e-12);
     }

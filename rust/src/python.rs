@@ -233,6 +233,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MARGIN", DEFAULT_MARGIN)?;
     m.add("DEFAULT_UNCERTAIN", DEFAULT_UNCERTAIN)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("RULES_SHA256", crate::labeler::RULES_SHA256)?;
     m.add_function(wrap_pyfunction!(label, m)?)?;
     m.add_function(wrap_pyfunction!(check_mccs_params, m)?)?;
     m.add_function(wrap_pyfunction!(mccs_pairs, m)?)?;

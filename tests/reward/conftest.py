@@ -16,7 +16,8 @@ def fake_labeler(monkeypatch):
     """Replace the engine's labeler with `fake_label_rows`, recording every call's inputs."""
     calls = []
 
-    def label(reports, *, threads=None, records=False):
+    def label(reports, *, threads=None, records=False, labeler=None):
+        assert labeler is None or labeler.name == "rust", "the fake stands in for the default labeler only"
         for i, r in enumerate(reports):
             if not isinstance(r, str):
                 raise TypeError(f"reports[{i}] is not a str")

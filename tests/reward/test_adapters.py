@@ -158,8 +158,9 @@ def test_openrlhf_rollout_worker_call(fake_labeler):
 
 def test_openrlhf_prompt_not_a_prefix_and_malformed(fake_labeler):
     reward_func = load_openrlhf_reward()
-    # decoding changed the whitespace at the seam: the prompt's tail is found instead
-    query = PROMPT.strip() + "  " + GOOD
+    # the query's prompt part differs from the prompt (decoding, expanded placeholders): the
+    # assistant-turn opener still says where the response starts
+    query = PROMPT.replace("Describe the film.", "Describe  the <|image_pad|><|image_pad|> film.") + GOOD
     out = reward_func([query, None], [PROMPT, PROMPT], [REF_A, REF_A])
     assert out["rewards"][0].item() == pytest.approx(direct([GOOD], [REF_A])[0])
     assert out["rewards"][1].item() == 0.0
@@ -179,7 +180,7 @@ def test_openrlhf_env_configuration(fake_labeler, monkeypatch):
 
 def test_openrlhf_label_errors():
     reward_func = load_openrlhf_reward()
-    with pytest.raises(ValueError, match="--label_key"):
+    with pytest.raises(ValueError, match=r"--data\.label_key"):
         reward_func([PROMPT + GOOD], [PROMPT], None)
     with pytest.raises(TypeError, match=r"labels\[0\] is int"):
         reward_func([PROMPT + GOOD], [PROMPT], [3])
@@ -189,5 +190,44 @@ def test_openrlhf_label_errors():
 
 def test_openrlhf_response_of():
     assert openrlhf_mod.response_of("P: x" + "resp<|im_end|>", "P: x") == "resp"
-    assert openrlhf_mod.response_of("no prompt match", "zzz") == "no prompt match"
+    with pytest.raises(ValueError, match="cannot tell where the response starts"):
+        openrlhf_mod.response_of("no prompt match", "zzz")
     assert openrlhf_mod.response_of("abc</s><|endoftext|>  ", None) == "abc"
+
+
+def test_openrlhf_response_markers():
+    r = openrlhf_mod.response_of
+    # the k-th opener of the query, k = openers in the prompt (a system turn may hold one too)
+    prompt = "<|im_start|>system\nx<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+    query = prompt.replace("q", "q <|image_pad|><|image_pad|>") + "resp<|im_end|><|endoftext|>"
+    assert r(query, prompt) == "resp"
+    # text the template puts after the opener is prompt, not response
+    assert r(
+        "<｜User｜>q<｜Assistant｜><think>\nwhy</think>x<｜end▁of▁sentence｜>", "<｜User｜>q<｜Assistant｜><think>\n"
+    ) == ("why</think>x")
+    # a marker of another template, through the settings
+    assert (
+        r(
+            "<|user|>\nq<|end|>\n<|assistant|>\nresp<|end|>",
+            "<|user|>\nq<|end|>\n<|assistant|>\n",
+            response_marker="<|assistant|>\n",
+        )
+        == "resp"
+    )
+    with pytest.raises(ValueError, match="fewer times"):
+        r("<|im_start|>user\nq", "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_openrlhf_reward_file_settings(tmp_path, fake_labeler):
+    path = openrlhf_mod.write_reward_file(tmp_path / "r.py", mccs_weight=1.0, format_weight=0.0, threads=3)
+    spec = importlib.util.spec_from_file_location("reward_func", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.reward_func.settings.threads == 3
+    out = module.reward_func([PROMPT + WRONG], [PROMPT], [REF_A])
+    assert out["rewards"].tolist() == pytest.approx(out["extra_logs"]["mccs"].tolist())
+    with pytest.raises(ValueError, match=r"\.py"):
+        openrlhf_mod.write_reward_file(tmp_path / "r.txt")
+    with pytest.raises(ValueError, match="threads"):
+        openrlhf_mod.write_reward_file(tmp_path / "r2.py", threads=0)
+    assert not (tmp_path / "r2.py").exists()

@@ -13,6 +13,7 @@
 //!    "lungs") take the code of their modifier ("enlarged", "normal", "clear", "stable");
 //! 4. report level: positive > uncertain > negative > blank, then the No Finding rule.
 
+pub mod automaton;
 pub mod rules;
 pub mod scope;
 pub mod sentences;
@@ -24,6 +25,9 @@ use rules::{rules, Rules, Target, HEADER_NONE, HEADER_SKIP, NONE};
 use scope::{code_at, desc_code, Unit};
 use sentences::{tokenize, Tokens, BREAK, PARA, WORD};
 use std::cell::RefCell;
+
+/// SHA-256 (hex) of the rule file compiled in, computed by `build.rs` over the same bytes.
+pub const RULES_SHA256: &str = env!("MRGFAST_RULES_SHA256");
 
 #[derive(Default)]
 struct Scratch {
@@ -42,11 +46,18 @@ pub fn label_report(text: &str) -> Labels {
         return labels;
     }
     let r = rules();
+    // codes from weak readings (flag `w`): used where the report has no other mention
+    let mut weak = [BLANK; N_OBS];
     SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => label_into(r, text, &mut s, &mut labels),
+        Ok(mut s) => label_into(r, text, &mut s, &mut labels, &mut weak),
         // re-entrant call on this thread (cannot happen today): use fresh buffers
-        Err(_) => label_into(r, text, &mut Scratch::default(), &mut labels),
+        Err(_) => label_into(r, text, &mut Scratch::default(), &mut labels, &mut weak),
     });
+    for (slot, w) in labels.iter_mut().zip(weak) {
+        if *slot == BLANK {
+            *slot = w;
+        }
+    }
     let finding =
         (1..N_OBS).any(|i| i != SUPPORT_DEVICES && matches!(labels[i], POSITIVE | UNCERTAIN));
     if !finding {
@@ -55,7 +66,7 @@ pub fn label_report(text: &str) -> Labels {
     labels
 }
 
-fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
+fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels, weak: &mut Labels) {
     let Scratch { tokens, units } = s;
     tokenize(text, r, tokens);
     units.clear();
@@ -70,7 +81,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
                 ti += e.tokens.len();
                 if e.header != HEADER_NONE {
                     if !units.is_empty() && !drop {
-                        sentence(r, units, labels);
+                        sentence(r, units, labels, weak);
                     }
                     units.clear();
                     drop = e.header == HEADER_SKIP;
@@ -83,7 +94,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
         match toks[ti].kind {
             BREAK | PARA => {
                 if !units.is_empty() && !drop {
-                    sentence(r, units, labels);
+                    sentence(r, units, labels, weak);
                 }
                 units.clear();
                 drop = false;
@@ -94,7 +105,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
         ti += 1;
     }
     if !units.is_empty() && !drop {
-        sentence(r, units, labels);
+        sentence(r, units, labels, weak);
     }
 }
 
@@ -155,7 +166,7 @@ pub fn match_at(r: &Rules, t: &Tokens, i: usize) -> u32 {
 }
 
 #[inline]
-fn apply(labels: &mut Labels, targets: &[Target], code: i8) {
+fn apply(labels: &mut Labels, weak: &mut Labels, targets: &[Target], code: i8) {
     for t in targets {
         let mut c = code;
         if t.p && c == NEGATIVE {
@@ -164,12 +175,16 @@ fn apply(labels: &mut Labels, targets: &[Target], code: i8) {
         if t.u && c == POSITIVE {
             c = UNCERTAIN;
         }
-        let slot = &mut labels[t.obs as usize];
+        let slot = if t.w {
+            &mut weak[t.obs as usize]
+        } else {
+            &mut labels[t.obs as usize]
+        };
         *slot = aggregate(*slot, c);
     }
 }
 
-fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
+fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels, weak: &mut Labels) {
     // without any trigger in the sentence every mention is positive: skip the scope scans
     let any_trigger = units
         .iter()
@@ -183,11 +198,11 @@ fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
             } else {
                 POSITIVE
             };
-            apply(labels, &e.mentions, code);
+            apply(labels, weak, &e.mentions, code);
         }
         if e.is_desc() {
             if let Some(c) = desc_code(r, units, p, e.desc_group) {
-                apply(labels, &e.desc_targets, c);
+                apply(labels, weak, &e.desc_targets, c);
             }
         }
     }

@@ -1,8 +1,11 @@
 //! The rule file (`mrgfast/reference/rules.txt`, shared with the Python reference) parsed into
-//! entries and one Aho-Corasick automaton. See the file's header for its format.
+//! entries and a token trie. See the file's header for its format.
+//!
+//! This module uses only `std` and `crate::observations`: `build.rs` includes it too and parses
+//! the file at build time, so a bad rule line fails `cargo build` (file and line) and the parse
+//! at run time, over the same compiled-in bytes, cannot fail.
 
 use crate::observations::OBSERVATIONS;
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -51,6 +54,8 @@ pub struct Target {
     pub u: bool,
     /// counted only when positive or uncertain
     pub p: bool,
+    /// weak reading: used only when the report has no other mention of the observation
+    pub w: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -190,10 +195,11 @@ impl Rules {
     }
 }
 
-/// The parsed rules, built once.
+/// The parsed rules, built once. `build.rs` ran this same parser over these same bytes and
+/// refused to build on an error, so the `expect` cannot fire.
 pub fn rules() -> &'static Rules {
     static RULES: OnceLock<Rules> = OnceLock::new();
-    RULES.get_or_init(|| parse(RULES_TEXT).unwrap_or_else(|e| panic!("mrgfast rules.txt: {e}")))
+    RULES.get_or_init(|| parse(RULES_TEXT).expect("rules.txt was validated by build.rs"))
 }
 
 fn valid_token(t: &str) -> bool {
@@ -217,13 +223,14 @@ fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
             .position(|o| *o == name)
             .filter(|&i| i != 0)
             .ok_or_else(|| format!("line {lineno}: unknown observation {name:?}"))?;
-        if flags.chars().any(|c| c != 'u' && c != 'p') {
+        if flags.chars().any(|c| !matches!(c, 'u' | 'p' | 'w')) {
             return Err(format!("line {lineno}: unknown flags {flags:?}"));
         }
         out.push(Target {
             obs: obs as u8,
             u: flags.contains('u'),
             p: flags.contains('p'),
+            w: flags.contains('w'),
         });
     }
     Ok(out)
@@ -239,9 +246,15 @@ pub fn parse(text: &str) -> Result<Rules, String> {
     let mut params: HashMap<String, usize> = HashMap::new();
     let mut abbrev: Vec<Vec<u8>> = Vec::new();
     let mut section: Option<(String, String)> = None;
+    // line of each entry's first phrase, of each modifier pair, of each @param (for errors)
+    let mut entry_line: Vec<usize> = Vec::new();
+    let mut mod_line: Vec<Vec<usize>> = Vec::new();
+    let mut param_line: HashMap<String, usize> = HashMap::new();
+    let mut n_lines = 0usize;
 
     for (n, raw) in text.lines().enumerate() {
         let lineno = n + 1;
+        n_lines = lineno;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -261,6 +274,7 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                     .parse()
                     .map_err(|_| format!("line {lineno}: bad value"))?;
                 params.insert(name.to_string(), v);
+                param_line.insert(name.to_string(), lineno);
                 section = None;
             } else {
                 section = Some((kind, arg));
@@ -302,6 +316,8 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                     ..Default::default()
                 });
                 raw_mods.push(Vec::new());
+                mod_line.push(Vec::new());
+                entry_line.push(lineno);
                 desc_names.push(None);
                 index.insert(key, entries.len() - 1);
                 entries.len() - 1
@@ -347,6 +363,7 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                         }
                     } else {
                         mods.push((group.to_string(), c));
+                        mod_line[id].push(lineno);
                     }
                 }
             }
@@ -386,7 +403,10 @@ pub fn parse(text: &str) -> Result<Rules, String> {
         }
     }
     if groups.len() > MAX_GROUPS {
-        return Err(format!("at most {MAX_GROUPS} descriptor groups"));
+        return Err(format!(
+            "line {n_lines}: {} descriptor groups, at most {MAX_GROUPS}",
+            groups.len()
+        ));
     }
     for (id, e) in entries.iter_mut().enumerate() {
         if let Some(name) = &desc_names[id] {
@@ -404,14 +424,17 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                 .map(|(_, c)| *c)
                 .unwrap_or(star);
         }
-        for (g, _) in &raw_mods[id] {
+        for ((g, _), line) in raw_mods[id].iter().zip(&mod_line[id]) {
             if g != "*" && !groups.contains(g) {
-                return Err(format!("modifier group {g:?} has no descriptor"));
+                return Err(format!(
+                    "line {line}: modifier group {g:?} has no descriptor"
+                ));
             }
         }
         if (e.term || e.clause) && e.triggers != 0 {
             return Err(format!(
-                "{:?} is both a terminator and a trigger",
+                "line {}: {:?} is both a terminator and a trigger",
+                entry_line[id],
                 e.tokens.join(" ")
             ));
         }
@@ -421,7 +444,7 @@ pub fn parse(text: &str) -> Result<Rules, String> {
         params
             .get(name)
             .copied()
-            .ok_or_else(|| format!("missing @param {name}"))
+            .ok_or_else(|| format!("line {n_lines}: missing @param {name}"))
     };
     let params = Params {
         pre_window: get("pre_window")?,
@@ -435,7 +458,10 @@ pub fn parse(text: &str) -> Result<Rules, String> {
 
     if params.desc_window + 2 > MAX_GROUPS * 2 {
         // scope::desc_code keeps at most 16 modifiers; a cluster never exceeds desc_window + 1
-        return Err("desc_window must be at most 14".to_string());
+        return Err(format!(
+            "line {}: desc_window must be at most 14",
+            param_line.get("desc_window").copied().unwrap_or(n_lines)
+        ));
     }
 
     // token-level trie (what `label_report` uses; the automaton cross-checks it in tests)
@@ -530,35 +556,6 @@ pub fn parse(text: &str) -> Result<Rules, String> {
     })
 }
 
-/// The rule phrases as one leftmost-longest Aho-Corasick automaton over `\x01tok\x02` patterns:
-/// the specification the token trie implements (cross-checked in the tests).
-pub fn automaton(r: &Rules) -> Result<AhoCorasick, String> {
-    let entries = &r.entries;
-    let patterns: Vec<Vec<u8>> = entries
-        .iter()
-        .map(|e| {
-            let mut p = Vec::new();
-            let last = e.tokens.len() - 1;
-            for (i, t) in e.tokens.iter().enumerate() {
-                p.push(0x01);
-                p.extend_from_slice(t.as_bytes());
-                if !(i == last && e.prefix) {
-                    p.push(0x02);
-                }
-            }
-            p
-        })
-        .collect();
-    let ac = AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .kind(Some(AhoCorasickKind::DFA))
-        .prefilter(false)
-        .build(&patterns)
-        .map_err(|e| format!("automaton: {e}"))?;
-
-    Ok(ac)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,5 +586,26 @@ mod tests {
             parse("@mention Edema\nedema\n").is_err(),
             "params are required"
         );
+    }
+
+    #[test]
+    fn every_error_names_its_line() {
+        // build.rs turns "line N: ..." into "mrgfast/reference/rules.txt:N: error: ..."
+        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n";
+        let cases = [
+            (format!("{base}@mention Edema\nedema\nBad Token\n"), 10),
+            (format!("{base}@mention Nope\nx\n"), 9),
+            (format!("{base}@trigger neg_pre\nx\n@term\nx\n"), 9),
+            (format!("{base}@mod nogroup=normal\nx\n"), 9),
+            (format!("{base}@mention Edema\n\nedema\n@bogus\ny\n"), 12),
+            ("@mention Edema\nedema\n".to_string(), 2),
+        ];
+        for (text, line) in cases {
+            let err = parse(&text).err().expect("must fail");
+            assert!(
+                err.starts_with(&format!("line {line}: ")),
+                "{err:?} should name line {line}"
+            );
+        }
     }
 }

@@ -404,7 +404,7 @@ fn speed_phases() {
 fn trie_vs_automaton(text: &str) -> Result<(), TestCaseError> {
     let r = super::rules::rules();
     static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
-    let ac = AC.get_or_init(|| super::rules::automaton(r).expect("automaton"));
+    let ac = AC.get_or_init(|| super::automaton::automaton(r).expect("automaton"));
     let mut t = super::sentences::Tokens::default();
     super::sentences::tokenize(text, r, &mut t);
     let mut by_start = std::collections::HashMap::new();

@@ -1,0 +1,225 @@
+"""Why the rule labeler gave each code: per observation, every mention, the triggers that scoped it and
+the rules.txt lines behind them, so a clinician can review a call (``mrgfast label --explain TEXT``).
+
+The trace comes from the pure-Python reference (`mrgfast.reference.labeler`), which runs the same
+rules with the same algorithm as the Rust engine (the differential tests hold them equal); the
+explanation states the engine's own codes and flags any difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mrgfast.contracts import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from mrgfast.reference import labeler as ref
+
+CODE_NAMES = {POSITIVE: "1 (positive)", NEGATIVE: "0 (negative)", UNCERTAIN: "-1 (uncertain)", BLANK: "blank"}
+# what each trigger role does to a mention it covers (code_at: strong > negation > uncertainty > positive)
+ROLE_CODE = {
+    "strong_pre": UNCERTAIN,
+    "strong_post": UNCERTAIN,
+    "strong_near": UNCERTAIN,
+    "neg_pre": NEGATIVE,
+    "neg_post": NEGATIVE,
+    "unc_pre": UNCERTAIN,
+    "unc_post": UNCERTAIN,
+    "unc_or": UNCERTAIN,
+}
+ROLE_RANK = {"strong": 0, "neg": 1, "unc": 2}
+
+
+def _rule(e: ref.Entry, prefix: str, obs: str | None = None) -> str:
+    """The rules.txt line(s) giving the phrase this role; with `obs`, the one naming that observation."""
+    lines = [(n, sec) for n, sec in e.lines if sec.startswith(prefix)]
+    if obs is not None:
+        named = [(n, sec) for n, sec in lines if obs in sec]
+        lines = named or lines
+    return "; ".join(f"rules.txt:{n} {sec}" for n, sec in lines) or "rules.txt (?)"
+
+
+def _phrase(e: ref.Entry) -> str:
+    return " ".join(e.tokens) + ("*" if e.prefix else "")
+
+
+def _triggers(U: list, words: list[str], trace: list) -> list[dict[str, str]]:
+    out = []
+    for role, q in trace:
+        e = U[q][1]
+        if role.startswith("mod:"):
+            out.append(
+                {
+                    "kind": "modifier",
+                    "class": role[4:],
+                    "text": words[q],
+                    "phrase": _phrase(e),
+                    "rule": _rule(e, "@mod"),
+                }
+            )
+        else:
+            out.append(
+                {"kind": "trigger", "role": role, "text": words[q], "phrase": _phrase(e), "rule": _rule(e, "@trigger")}
+            )
+    return out
+
+
+def _decider(code: int, found: list[dict[str, str]]) -> str:
+    trig = [t for t in found if t["kind"] == "trigger"]
+    mods = [t for t in found if t["kind"] == "modifier"]
+    if code == POSITIVE and not trig:
+        if mods:
+            m = mods[0]
+            return f'{m["class"]} modifier "{m["text"]}" ({m["rule"]}), no negation or uncertainty trigger in scope'
+        return "no negation or uncertainty trigger in scope: positive"
+    ranked = sorted(trig, key=lambda t: ROLE_RANK[t["role"].split("_")[0]])
+    if ranked:
+        t = ranked[0]
+        return f'{t["role"]} "{t["text"]}" ({t["rule"]})'
+    if mods:
+        m = mods[0]
+        return f'{m["class"]} modifier "{m["text"]}" ({m["rule"]})'
+    return "?"
+
+
+def explain(text: str) -> dict[str, Any]:
+    """The decision trail of one report (JSON-ready): per observation its code, and every mention or
+    descriptor that contributed, with the triggers/modifiers that decided it and their rule lines."""
+    import mrgfast
+
+    r = ref.rules()
+    engine_codes = [int(c) for c in mrgfast.label([text])[0]]
+    ref_codes = ref.label_report(text)
+    calls: dict[str, list[dict[str, Any]]] = {o: [] for o in OBSERVATIONS}
+    if not all(ch in ref.WHITESPACE for ch in text):
+        texts: list[list[str]] = []
+        for s_idx, (U, words) in enumerate(zip(ref.sentences(r, text, texts), texts)):
+            sentence = " ".join(words)
+            for p, u in enumerate(U):
+                e = ref._entry_of(u)
+                if e is None:
+                    continue
+                if e.mentions:
+                    trace: list = []
+                    code = ref.code_at(r, U, p, trace)
+                    found = _triggers(U, words, trace)
+                    for obs, u_flag, p_flag, w_flag in e.mentions:
+                        c, note = code, None
+                        if p_flag and c == NEGATIVE:
+                            note = "flag p: a negative mention of this phrase is not counted"
+                            c = None
+                        elif u_flag and c == POSITIVE:
+                            c, note = UNCERTAIN, "flag u: a positive mention of this phrase counts as uncertain"
+                        if w_flag:
+                            note = (
+                                note + "; " if note else ""
+                            ) + "flag w: a weak reading, used only when nothing else mentions it"
+                        calls[OBSERVATIONS[obs]].append(
+                            {
+                                "sentence": s_idx + 1,
+                                "sentence_text": sentence,
+                                "kind": "mention",
+                                "text": words[p],
+                                "phrase": _phrase(e),
+                                "rule": _rule(e, "@mention", OBSERVATIONS[obs]),
+                                "code": c,
+                                "decided_by": _decider(code, found),
+                                "note": note,
+                                "weak": w_flag,
+                                "triggers": found,
+                            }
+                        )
+                if e.desc_group is not None:
+                    trace = []
+                    code = ref.desc_code(r, U, p, e.desc_group, trace)
+                    if code is None:
+                        continue
+                    found = _triggers(U, words, trace)
+                    for obs, u_flag, p_flag, w_flag in e.desc_targets:
+                        c, note = code, None
+                        if p_flag and c == NEGATIVE:
+                            c, note = None, "flag p: a negative reading is not counted"
+                        elif u_flag and c == POSITIVE:
+                            c, note = UNCERTAIN, "flag u: a positive reading counts as uncertain"
+                        if w_flag:
+                            note = (
+                                note + "; " if note else ""
+                            ) + "flag w: a weak reading, used only when nothing else mentions it"
+                        calls[OBSERVATIONS[obs]].append(
+                            {
+                                "sentence": s_idx + 1,
+                                "sentence_text": sentence,
+                                "kind": f"descriptor ({e.desc_group})",
+                                "text": words[p],
+                                "phrase": _phrase(e),
+                                "rule": _rule(e, "@desc", OBSERVATIONS[obs]),
+                                "code": c,
+                                "decided_by": _decider(code, found),
+                                "note": note,
+                                "weak": w_flag,
+                                "triggers": found,
+                            }
+                        )
+    for obs_calls in calls.values():
+        if any(not c["weak"] for c in obs_calls):
+            for c in obs_calls:
+                if c["weak"]:
+                    c["note"] += " (not used: the report mentions it elsewhere)"
+    observations = {}
+    for j, obs in enumerate(OBSERVATIONS):
+        entry: dict[str, Any] = {"code": engine_codes[j], "calls": calls[obs]}
+        if obs == "No Finding":
+            findings = [
+                o
+                for k, o in enumerate(OBSERVATIONS)
+                if k not in (0, OBSERVATIONS.index("Support Devices")) and engine_codes[k] in (POSITIVE, UNCERTAIN)
+            ]
+            if all(ch in ref.WHITESPACE for ch in text):
+                entry["why"] = "empty report: everything blank"
+            elif findings:
+                entry["why"] = "blank: positive or uncertain " + ", ".join(findings)
+            else:
+                entry["why"] = "1: no observation other than Support Devices is positive or uncertain"
+        elif calls[obs]:
+            entry["why"] = "report level: positive > uncertain > negative over the mentions"
+        observations[obs] = entry
+    return {
+        "text": text,
+        "engine_codes": engine_codes,
+        "reference_codes": ref_codes,
+        "engine_equals_reference": engine_codes == ref_codes,
+        "observations": observations,
+    }
+
+
+def format_explanation(result: dict[str, Any]) -> str:
+    """The explanation as text: observations with a code (or a call), their calls, then No Finding."""
+    lines = [f"text: {result['text']!r}"]
+    if not result["engine_equals_reference"]:
+        lines.append(
+            "WARNING: the Rust engine and the Python reference disagree on this text (a bug; please report it). "
+            f"engine {result['engine_codes']} vs reference {result['reference_codes']}; the trail below is the reference's"
+        )
+    for obs, entry in result["observations"].items():
+        if obs == "No Finding":
+            continue
+        if entry["code"] == BLANK and not entry["calls"]:
+            continue
+        lines.append(f"{obs}: {CODE_NAMES[entry['code']]}")
+        for c in entry["calls"]:
+            code = "not counted" if c["code"] is None else CODE_NAMES[c["code"]]
+            lines.append(f'  sentence {c["sentence"]} "{c["sentence_text"]}"')
+            lines.append(f'    {c["kind"]} "{c["text"]}" = phrase "{c["phrase"]}" ({c["rule"]}) -> {code}')
+            lines.append(f"    decided by: {c['decided_by']}")
+            others = [t for t in c["triggers"]]
+            if len(others) > 1:
+                shown = ", ".join(f'{t.get("role") or t.get("class")} "{t["text"]}" ({t["rule"]})' for t in others)
+                lines.append(f"    in scope: {shown}")
+            if c["note"]:
+                lines.append(f"    {c['note']}")
+    nf = result["observations"]["No Finding"]
+    lines.append(f"No Finding: {CODE_NAMES[nf['code']]} ({nf['why']})")
+    untouched = [
+        o for o, e in result["observations"].items() if e["code"] == BLANK and not e["calls"] and o != "No Finding"
+    ]
+    if untouched:
+        lines.append("not mentioned (blank): " + ", ".join(untouched))
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""`mrgfast label --explain`: the trail names the mention, the deciding trigger and its rules.txt line,
+and its codes are the engine's on every hand-coded case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mrgfast.cli.main import main
+from mrgfast.labelers.explain import explain
+from mrgfast.reference.labeler import RULES_PATH
+
+CASES = yaml.safe_load((Path(__file__).parents[1] / "cases" / "labeler_cases.yaml").read_text(encoding="utf-8"))[
+    "cases"
+]
+RULE_LINES = Path(RULES_PATH).read_text(encoding="utf-8").splitlines()
+
+
+def test_explain_names_trigger_and_rule_line():
+    r = explain("No pleural effusion. Possible left basilar atelectasis.")
+    eff = r["observations"]["Pleural Effusion"]
+    assert eff["code"] == 0
+    call = eff["calls"][0]
+    assert call["decided_by"].startswith('neg_pre "no" (rules.txt:')
+    line = int(call["decided_by"].split("rules.txt:")[1].split()[0])
+    assert RULE_LINES[line - 1].strip() == "no"  # the cited line is the trigger phrase itself
+    atel = r["observations"]["Atelectasis"]["calls"][0]
+    assert atel["code"] == -1 and atel["decided_by"].startswith('unc_pre "possible"')
+    mline = int(atel["rule"].split("rules.txt:")[1].split()[0])
+    assert RULE_LINES[mline - 1].strip().rstrip("*") in "atelectasis"
+    assert "blank: positive or uncertain Atelectasis" in r["observations"]["No Finding"]["why"]
+
+
+def test_explain_agrees_with_engine_on_every_case():
+    for case in CASES:
+        r = explain(case["text"])
+        assert r["engine_equals_reference"], case["id"]
+        for obs, entry in r["observations"].items():
+            if obs == "No Finding":
+                continue
+            counted = [c["code"] for c in entry["calls"] if c["code"] is not None]
+            if entry["code"] == -128:
+                assert not counted, (case["id"], obs)
+            else:  # the report-level code is the highest-priority call
+                assert entry["code"] in counted, (case["id"], obs, entry)
+
+
+def test_cli_explain(capsys):
+    assert main(["label", "--explain", "Heart size is normal. ET tube in place."]) == 0
+    out = capsys.readouterr().out
+    assert "Cardiomegaly: 0 (negative)" in out and "normal modifier" in out
+    assert "Support Devices: 1 (positive)" in out and "No Finding: 1" in out
