@@ -41,6 +41,19 @@ def _base_model(model):
     return m.get_base_model() if hasattr(m, "get_base_model") else m
 
 
+def _sharded(param) -> bool:
+    """A ZeRO-3 partitioned or FSDP2 ``DTensor`` parameter: TRL's path gathers those (see ``lm_head.py``)."""
+    from mrgfast.train.distributed import is_zero3_partitioned
+
+    if param is None:
+        return False
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without DTensor
+        DTensor = ()
+    return is_zero3_partitioned(param) or isinstance(param, DTensor) or param.numel() == 0
+
+
 def supported(model, *, cast_lm_head_to_fp32: bool = False) -> bool:
     """Whether :class:`TokenLogpsModel` computes exactly what TRL's fused head would for ``model``."""
     base = _base_model(model)
@@ -48,7 +61,7 @@ def supported(model, *, cast_lm_head_to_fp32: bool = False) -> bool:
     if head is None or getattr(head, "weight", None) is None or cast_lm_head_to_fp32:
         return False
     w = head.weight
-    if type(w).__name__ == "DTensor" or hasattr(w, "ds_id") or w.numel() == 0:  # FSDP2 / ZeRO-3 shards
+    if _sharded(w) or _sharded(getattr(head, "bias", None)):
         return False
     cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
     if any(getattr(cfg, k, None) is not None for k in _LOGIT_TRANSFORMS):

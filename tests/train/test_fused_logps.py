@@ -104,6 +104,13 @@ def test_switch_off_and_unsupported_heads_use_trl(tmp_path, synth_dir, tiny_mode
         assert not fused_logps.supported(trainer.model)
     finally:
         base.config.get_text_config().final_logit_softcapping = None
+    head = base.get_output_embeddings().weight
+    head.ds_id, head.ds_status = 0, "NOT_AVAILABLE"  # what DeepSpeed ZeRO-3 puts on a partitioned parameter
+    try:
+        assert not fused_logps.supported(trainer.model)  # a sharded head: TRL's path gathers it
+    finally:
+        del head.ds_id, head.ds_status
+    assert fused_logps.supported(trainer.model)
     with pytest.raises(RuntimeError, match="no-grad"):
         fused_logps.TokenLogpsModel(trainer.model, 1.0)(labels=torch.zeros(1, 2, dtype=torch.long))
 
