@@ -26,12 +26,19 @@ _LOGIT_TRANSFORMS = (
 )
 
 
-def available() -> bool:
+def _kernel():
+    """``mrgfast.kernels.token_logps`` as an attribute (not ``from ... import``, which would hand back the
+    submodule of that name when the package is replaced by a stand-in without the function), or None."""
     try:
-        from mrgfast.kernels import token_logps  # noqa: F401
+        import mrgfast.kernels as kernels
     except Exception:
-        return False
-    return True
+        return None
+    fn = getattr(kernels, "token_logps", None)
+    return fn if callable(fn) else None
+
+
+def available() -> bool:
+    return _kernel() is not None
 
 
 def _base_model(model):
@@ -80,8 +87,9 @@ class TokenLogpsModel:
         self.temperature = float(temperature)
 
     def __call__(self, *, labels, fused_lm_head=True, **kwargs):
-        from mrgfast.kernels import token_logps
-
+        token_logps = _kernel()
+        if token_logps is None:
+            raise RuntimeError("mrgfast.kernels.token_logps is not available")
         if torch.is_grad_enabled():
             raise RuntimeError("TokenLogpsModel is for no-grad log-prob passes")
         captured = {}
