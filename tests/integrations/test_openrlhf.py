@@ -261,9 +261,9 @@ def test_qwen2_5_vl_image_prompts(openrlhf, qwen_vl_processor, monkeypatch):
     calls = []
     real_label = engine.label
 
-    def recording_label(reports, *, threads=None, records=False):
+    def recording_label(reports, *, threads=None, **kwargs):
         calls.append(threads)
-        return real_label(reports, threads=threads, records=records)
+        return real_label(reports, threads=threads, **kwargs)
 
     monkeypatch.setattr(engine, "label", recording_label)
     executor = openrlhf.Executor(remote_rm_url=[MRG])
@@ -310,9 +310,9 @@ def test_settings_in_the_reward_file(openrlhf, qwen_tokenizer, tmp_path, monkeyp
     calls = []
     real_label = engine.label
 
-    def recording_label(reports, *, threads=None, records=False):
+    def recording_label(reports, *, threads=None, **kwargs):
         calls.append(threads)
-        return real_label(reports, threads=threads, records=records)
+        return real_label(reports, threads=threads, **kwargs)
 
     monkeypatch.setattr(engine, "label", recording_label)
     monkeypatch.setenv("MRGFAST_MARGIN", "0.0")  # ignored: the file's settings are used
