@@ -1,5 +1,12 @@
-"""Trainer benchmark: the tiny GRPO configuration through plain ``trl.GRPOTrainer`` and through
-``mrgfast train``, side by side in one run (CPU).
+"""Trainer benchmark: a GRPO configuration through plain ``trl.GRPOTrainer`` and through ``mrgfast train``,
+side by side in one run (CPU), on a model the bench builds (random weights, no download).
+
+``--shape tiny`` (default) is the tiny preset's model, where the LM head costs nothing. ``--shape
+qwen2.5-vl-vocab`` is Qwen2.5-VL's LM head on a small model (hidden 896, 14 heads, 2 decoder layers, the real
+151,936-row vocabulary, tiny vision tower; ``--untied-head`` for the 7B's own head weight), where the LM head,
+the loss and the reference log-probs dominate the step: GRPO with LoRA, beta 0.04, 4 prompts x 4 completions x
+32 tokens, plain TRL (its default chunked head) vs ``mrgfast train``, checked against the floors
+(>= 2.0x steps/s, <= 0.70x peak RSS).
 
 Variants, each in a fresh process (so peak RSS is its own), on the same model, data, LoRA and
 ``GRPOConfig`` (the ``tiny`` preset's GRPO stage, built by :func:`mrgfast.train.config.build_config`):
@@ -15,15 +22,17 @@ Measured per optimizer step (after ``--warmup`` steps): wall and process CPU tim
 generation time (TRL's ``transformers.generate`` profiling span), reward time (TRL's
 ``_calculate_rewards`` span: every reward function plus the gather), and tokens processed (TRL's
 ``num_tokens`` log: prompt + completion tokens). Reported: steps/s, tokens/s, completion tokens/s,
-peak RSS, and the shares of step time spent generating, computing rewards, and in the rest
-(log-probs, loss, backward, optimizer). ``--rounds N`` repeats the variants interleaved (A B C A B C)
-and pools the steps, which evens out a noisy machine.
+peak RSS, and the step-time split: generation, reference/old log-probs (TRL's no-grad
+``_get_per_token_logps_and_entropies`` passes), loss forward (TRL's ``compute_loss`` span) + backward
+(``Accelerator.backward``), optimizer (``optimizer.step``), rewards, other. ``--rounds N`` repeats the variants
+interleaved (A B C A B C) and pools the steps, which evens out a noisy machine.
 
     python bench/bench_trainer.py                       # tiny preset shapes, 2 rounds x 4 timed steps per variant
     python bench/bench_trainer.py --steps 3 --rounds 1  # quicker
+    python bench/bench_trainer.py --shape qwen2.5-vl-vocab   # real vocabulary -> trainer_cpu_real_vocab.json
 
-Writes ``bench/results/trainer_cpu.json`` (with the machine) and prints the table and the
-acceptance check (``mrgfast`` steps/s >= ``trl+py-reward``'s; rewards < 1 % of its step time).
+Writes ``bench/results/trainer_cpu.json`` (``--shape tiny``; with the machine and its load) and prints the
+table and the acceptance check (``mrgfast`` steps/s >= ``trl+py-reward``'s; rewards < 1 % of its step time).
 """
 
 from __future__ import annotations
@@ -43,6 +52,27 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("trl+py-reward", "trl+mrgfast-reward", "mrgfast")
+# --shape: the model the bench builds and the run's defaults (any flag given explicitly wins)
+SHAPES = {
+    "tiny": dict(hidden=128, layers=2, heads=4, vocab=None, image_size=112, steps=4, warmup=1, rounds=2, threads=1),
+    # Qwen2.5-VL's LM head on a small model: hidden 896 and 14 heads (Qwen2.5-0.5B's text width), the real
+    # 151,936-row vocabulary, 2 decoder layers, the tiny vision tower; where the LM head and the loss dominate
+    "qwen2.5-vl-vocab": dict(
+        hidden=896,
+        layers=2,
+        heads=14,
+        vocab=151936,
+        image_size=56,
+        steps=2,
+        warmup=1,
+        rounds=1,
+        threads=2,
+        variants="trl+py-reward,mrgfast",
+        grpo=["per_device_train_batch_size=16", "num_generations=4", "max_completion_length=32"],
+        json="trainer_cpu_real_vocab.json",
+        floors={"steps_per_s_ratio": 2.0, "peak_rss_ratio": 0.70},
+    ),
+}
 
 
 # ------------------------------------------------------------------------------------------- instrumentation
@@ -55,6 +85,7 @@ class Probe:
         self.steps: list[dict] = []
         self.spans = defaultdict(lambda: defaultdict(float))  # step -> span name -> seconds
         self.num_tokens = {}  # step -> cumulative tokens (TRL's num_tokens log)
+        self.peak_after = {}  # "step:span" -> peak RSS (MiB) when the span ended: where the peak is reached
         self.completion_len = {}
 
     def install_profiling_hook(self) -> None:
@@ -65,11 +96,37 @@ class Probe:
         orig = profiling.ProfilingContext._log_metrics
 
         def _log_metrics(ctx, duration):
+            import torch
+
             name = ctx.name.split(".", 1)[1] if "." in ctx.name else ctx.name
+            if name == "_get_per_token_logps_and_entropies" and not torch.is_grad_enabled():
+                name = NO_GRAD_LOGPS  # the reference / old-policy passes (the loss's own pass runs with grad)
             probe.spans[probe.step][name] += duration
+            probe.note_peak(name)
             return orig(ctx, duration)
 
         profiling.ProfilingContext._log_metrics = _log_metrics
+
+    def note_peak(self, name: str) -> None:
+        key = f"{self.step}:{name}"
+        self.peak_after[key] = max(self.peak_after.get(key, 0.0), peak_rss_mb())
+
+    def install_backward_hook(self) -> None:
+        """Time ``Accelerator.backward`` (the loss backward of ``Trainer.training_step``) per step."""
+        import accelerate
+
+        probe = self
+        orig = accelerate.Accelerator.backward
+
+        def backward(acc, loss, **kw):
+            t0 = time.perf_counter()
+            try:
+                return orig(acc, loss, **kw)
+            finally:
+                probe.spans[probe.step]["backward"] += time.perf_counter() - t0
+                probe.note_peak("backward")
+
+        accelerate.Accelerator.backward = backward
 
     def callback(self):
         from transformers import TrainerCallback
@@ -81,6 +138,12 @@ class Probe:
                 probe.step = state.global_step + 1
                 probe.t_begin = time.perf_counter()
                 probe.cpu_begin = time.process_time()
+
+            def on_pre_optimizer_step(self, args, state, control, **kw):
+                probe.t_opt = time.perf_counter()
+
+            def on_optimizer_step(self, args, state, control, **kw):
+                probe.spans[probe.step]["optimizer"] += time.perf_counter() - probe.t_opt
 
             def on_step_end(self, args, state, control, **kw):
                 probe.steps.append(
@@ -116,6 +179,10 @@ class Probe:
                     "generate": sp.get("transformers.generate", 0.0),
                     "rewards": sp.get("_calculate_rewards", 0.0),
                     "prepare_inputs": sp.get("_prepare_inputs", 0.0),
+                    "ref_logps": sp.get(NO_GRAD_LOGPS, 0.0),
+                    "loss_forward": sp.get("compute_loss", 0.0),
+                    "backward": sp.get("backward", 0.0),
+                    "optimizer": sp.get("optimizer", 0.0),
                     "reward_funcs": {k: v for k, v in sp.items() if k not in SPAN_NAMES},
                     "tokens": (tok - tok_prev) if tok is not None and tok_prev is not None else None,
                     "completion_tokens": self.completion_len.get(s["step"], 0.0) * completions_per_step,
@@ -124,7 +191,11 @@ class Probe:
         return rows
 
 
+NO_GRAD_LOGPS = "_get_per_token_logps_and_entropies[no_grad]"
 SPAN_NAMES = {
+    NO_GRAD_LOGPS,
+    "backward",
+    "optimizer",
     "transformers.generate",
     "transformers.generate_batch",
     "_calculate_rewards",
@@ -141,13 +212,35 @@ def peak_rss_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------------- assets / config
-def prepare_assets(root: Path, *, hidden: int, layers: int, image_size: int, n_train: int) -> tuple[str, str]:
+def prepare_assets(
+    root: Path,
+    *,
+    hidden: int,
+    layers: int,
+    image_size: int,
+    n_train: int,
+    heads: int = 4,
+    vocab: int | None = None,
+    untied: bool = False,
+) -> tuple[str, str]:
+    """The model (built here, random weights) and synthetic data; a model folder is named by its shape, so
+    ``--assets`` reuses one only for the same shape."""
     from mrgfast.data.synth import generate
     from mrgfast.models.tiny import build_tiny
 
-    model, data = root / "model", root / "data"
+    name = f"model_h{hidden}_l{layers}_a{heads}_v{vocab or 'tok'}_{'untied' if untied else 'tied'}_i{image_size}"
+    model, data = root / name, root / f"data_i{image_size}"
     if not (model / "config.json").is_file():
-        build_tiny(model, hidden_size=hidden, num_layers=layers, image_size=image_size, seed=0)
+        build_tiny(
+            model,
+            hidden_size=hidden,
+            num_layers=layers,
+            num_heads=heads,
+            image_size=image_size,
+            seed=0,
+            model_vocab_size=vocab,
+            tie_word_embeddings=not untied,
+        )
     if not (data / "annotation.json").is_file():
         generate(data, n_train=n_train, n_val=0, n_test=1, image_size=image_size, views=2, seed=0)
     return str(model), str(data / "annotation.json")
@@ -216,6 +309,7 @@ def worker(args) -> int:
 
     probe = Probe()
     probe.install_profiling_hook()
+    probe.install_backward_hook()
     out_dir = tempfile.mkdtemp(prefix="bench_trainer_")
     cfg = build_cfg(args, args.model, args.annotation, out_dir)
     g = cfg.grpo
@@ -284,6 +378,7 @@ def worker(args) -> int:
         "variant": args.worker,
         "rows": rows,
         "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb_after_span": probe.peak_after,
         "wall_s": time.perf_counter() - t0,
         "completions_per_step": completions_per_step,
         "threads": torch.get_num_threads(),
@@ -337,6 +432,8 @@ def aggregate(results: list[dict]) -> dict:
         for k, v in r["reward_funcs"].items():
             funcs[k] += v
     cpu_total = sum(r["cpu_seconds"] for r in rows)
+    split = {k: sum(r.get(k, 0.0) for r in rows) for k in ("ref_logps", "loss_forward", "backward", "optimizer")}
+    loss_fb = split["loss_forward"] + split["backward"]
     return {
         "steps_timed": len(rows),
         "cpu_s_per_step": cpu_total / len(rows),
@@ -349,6 +446,15 @@ def aggregate(results: list[dict]) -> dict:
         "generate_share": gen / total,
         "reward_share": rew / total,
         "rest_share": max(0.0, 1 - gen / total - rew / total),
+        # step-time split: generation / reference+old log-probs / loss forward+backward / optimizer / rewards
+        "ref_logps_share": split["ref_logps"] / total,
+        "loss_fwd_bwd_share": loss_fb / total,
+        "optimizer_share": split["optimizer"] / total,
+        "other_share": max(0.0, 1 - (gen + rew + split["ref_logps"] + loss_fb + split["optimizer"]) / total),
+        "generate_s_per_step": gen / len(rows),
+        "ref_logps_s_per_step": split["ref_logps"] / len(rows),
+        "loss_fwd_bwd_s_per_step": loss_fb / len(rows),
+        "optimizer_s_per_step": split["optimizer"] / len(rows),
         "reward_ms_per_step": 1000 * rew / len(rows),
         "reward_funcs_ms_per_step": {k: 1000 * v / len(rows) for k, v in funcs.items()},
         "peak_rss_mb": max(res["peak_rss_mb"] for res in results),
@@ -380,10 +486,19 @@ def table(summary: dict) -> str:
     row("reward share", lambda s: f"{100 * s['reward_share']:.3f} %")
     row("reward ms / step", lambda s: f"{s['reward_ms_per_step']:.2f}")
     row("rest (logps, loss, bwd, opt)", lambda s: f"{100 * s['rest_share']:.1f} %")
+    row("split: generation (s)", lambda s: f"{s['generate_s_per_step']:.2f} ({100 * s['generate_share']:.0f} %)")
+    row("split: ref/old logps (s)", lambda s: f"{s['ref_logps_s_per_step']:.2f} ({100 * s['ref_logps_share']:.0f} %)")
+    row(
+        "split: loss fwd+bwd (s)",
+        lambda s: f"{s['loss_fwd_bwd_s_per_step']:.2f} ({100 * s['loss_fwd_bwd_share']:.0f} %)",
+    )
+    row("split: optimizer (s)", lambda s: f"{s['optimizer_s_per_step']:.2f} ({100 * s['optimizer_share']:.1f} %)")
+    row("split: other", lambda s: f"{100 * s['other_share']:.1f} %")
     base = summary.get("trl+py-reward")
     if base:
         row("steps/s vs trl+py-reward", lambda s: f"{s['steps_per_s'] / base['steps_per_s']:.3f}x")
         row("CPU time vs trl+py-reward", lambda s: f"{s['cpu_s_per_step'] / base['cpu_s_per_step']:.3f}x")
+        row("peak RSS vs trl+py-reward", lambda s: f"{s['peak_rss_mb'] / base['peak_rss_mb']:.3f}x")
         row("ratio by round, mean±sd", lambda s: _mean_sd(s.get("steps_per_s_ratio_by_round") or []))
     return "\n".join(lines)
 
@@ -393,10 +508,10 @@ def main(argv=None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--preset", default="tiny", help="preset whose GRPO stage is benchmarked (default tiny)")
-    ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per variant and round (default 4)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed first steps (default 1)")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of all variants (default 2)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    ap.add_argument("--steps", type=int, default=None, help="timed optimizer steps per variant and round (tiny: 4)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 1)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved repetitions of all variants (tiny: 2)")
+    ap.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANTS)} (tiny: all)")
     ap.add_argument(
         "--grpo",
         action="append",
@@ -414,22 +529,43 @@ def main(argv=None) -> int:
         action="store_true",
         help="use_fused_loss off: the mrgfast variant computes TRL's own loss instead of mrgfast.kernels",
     )
-    ap.add_argument("--hidden", type=int, default=128, help="tiny model hidden size (default: the tiny preset's 128)")
-    ap.add_argument("--layers", type=int, default=2, help="tiny model layers (default: the tiny preset's 2)")
-    ap.add_argument("--image-size", type=int, default=112)
+    ap.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="tiny",
+        help="model the bench builds, with its run defaults: tiny (the tiny preset's model) or qwen2.5-vl-vocab "
+        "(hidden 896, 14 heads, 2 layers, Qwen2.5-VL's 151,936-token vocabulary, tiny vision tower; 16 completions "
+        "x 32 tokens per step, 1 warm-up + 2 timed steps, 2 threads, plain TRL vs mrgfast)",
+    )
+    ap.add_argument("--hidden", type=int, default=None, help="model hidden size (default: the shape's)")
+    ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: the shape's)")
+    ap.add_argument("--heads", type=int, default=None, help="attention heads (default: the shape's)")
+    ap.add_argument(
+        "--vocab", type=int, default=None, help="embedding/LM-head rows (default: the shape's; tiny: the tokenizer's)"
+    )
+    ap.add_argument("--untied-head", action="store_true", help="LM head with its own weight (default: tied)")
+    ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads per variant (default 1: steadiest on a shared machine; 0: as each trainer sets)",
+        default=None,
+        help="torch threads per variant (tiny: 1, steadiest on a shared machine; 0: as each trainer sets)",
     )
     ap.add_argument("--assets", default=None, help="folder for the tiny model and data (default: a temp folder)")
-    ap.add_argument("--json", default=str(HERE / "results" / "trainer_cpu.json"))
+    ap.add_argument("--json", default=None, help="result file (default bench/results/trainer_cpu.json, or the shape's)")
     ap.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--annotation", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    shape = SHAPES[args.shape]
+    for k in ("hidden", "layers", "heads", "vocab", "image_size", "steps", "warmup", "rounds", "threads"):
+        if getattr(args, k) is None:
+            setattr(args, k, shape[k])
+    args.variants = args.variants or shape.get("variants", ",".join(VARIANTS))
+    args.json = args.json or str(HERE / "results" / shape.get("json", "trainer_cpu.json"))
+    if not args.worker:
+        args.grpo = list(shape.get("grpo", [])) + (args.grpo or [])  # explicit --grpo wins (applied later)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -449,8 +585,24 @@ def main(argv=None) -> int:
     g = probe_cfg.grpo
     prompts = g.per_device_train_batch_size * g.gradient_accumulation_steps // g.num_generations
     n_train = max(64, (args.warmup + args.steps) * prompts + 8)
+    t_build = time.time()
     model, annotation = prepare_assets(
-        assets, hidden=args.hidden, layers=args.layers, image_size=args.image_size, n_train=n_train
+        assets,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        vocab=args.vocab,
+        untied=args.untied_head,
+        image_size=args.image_size,
+        n_train=n_train,
+    )
+    tiny_meta = json.loads((Path(model) / "TINY.json").read_text())
+    print(
+        f"model ({args.shape}): hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocabulary "
+        f"{tiny_meta.get('model_vocab_size', tiny_meta['vocab_size'])} ({tiny_meta['vocab_size']} tokenizer tokens), "
+        f"{'untied' if args.untied_head else 'tied'} head, {tiny_meta['parameters'] / 1e6:.1f} M parameters "
+        f"({time.time() - t_build:.0f} s to build or find)",
+        flush=True,
     )
     print(
         f"GRPO config ({args.preset} preset): {prompts} prompts x "
@@ -527,6 +679,19 @@ def main(argv=None) -> int:
             f"{'yes' if checks['mrgfast_cpu_per_step_le_trl'] else 'NO'} (the CPU-time figure is the steadier one on a "
             f"shared machine)"
         )
+        floors = shape.get("floors")
+        if floors:
+            speed = a["steps_per_s"] / b["steps_per_s"]
+            rss = a["peak_rss_mb"] / b["peak_rss_mb"]
+            checks[f"mrgfast_steps_per_s_ge_{floors['steps_per_s_ratio']}x_trl"] = speed >= floors["steps_per_s_ratio"]
+            checks[f"mrgfast_peak_rss_le_{floors['peak_rss_ratio']}x_trl"] = rss <= floors["peak_rss_ratio"]
+            print(
+                f"floors ({args.shape}): mrgfast steps/s {speed:.3f}x plain TRL (>= {floors['steps_per_s_ratio']}x): "
+                f"{'PASS' if speed >= floors['steps_per_s_ratio'] else 'FAIL'}; peak RSS {rss:.3f}x "
+                f"(<= {floors['peak_rss_ratio']}x): {'PASS' if rss <= floors['peak_rss_ratio'] else 'FAIL'}"
+            )
+    if hasattr(os, "getloadavg"):
+        info["loadavg_at_end"] = os.getloadavg()
     out = {
         "suite": "trainer_cpu",
         "machine": info,
@@ -542,8 +707,14 @@ def main(argv=None) -> int:
             "warmup": args.warmup,
             "steps": args.steps,
             "rounds": args.rounds,
+            "shape": args.shape,
             "model_hidden": args.hidden,
             "model_layers": args.layers,
+            "model_heads": args.heads,
+            "model_vocab": tiny_meta.get("model_vocab_size", tiny_meta["vocab_size"]),
+            "tokenizer_vocab": tiny_meta["vocab_size"],
+            "untied_head": args.untied_head,
+            "model_parameters": tiny_meta["parameters"],
             "image_size": args.image_size,
             "grpo_overrides": args.grpo or [],
             "mrg_overrides": args.mrg or [],

@@ -4,10 +4,13 @@
    ``--no-index --no-deps --target /tmp/site``; mrgfast.kernels comes from that wheel, else from the repo tree.
 2. Checks mrgfast's Triton path against the full-logits reference at real shapes in bf16
    (hidden 3584, vocabulary 152,064, 8,192 tokens): loss, logps and hidden/weight gradients.
-3. Times forward+backward of full-logits torch, TRL ChunkedLogProbFunction + TRL loss, Liger
-   LigerFusedLinearGRPOLoss and mrgfast with CUDA events (median of >= 20), printing ms, peak GiB (over inputs,
-   weights and their grads) and achieved TFLOP/s (6·N·H·V per fwd+bwd). A peer that cannot be imported is skipped
-   with the reason.
+3. Times forward-only per-token log-probs (the reference/old-policy passes): TRL's ChunkedLogProbFunction
+   forward vs ``mrgfast.kernels.token_logps``, and checks the latter against full logits.
+4. Times forward+backward of full-logits torch, TRL ChunkedLogProbFunction + TRL loss, Liger
+   LigerFusedLinearGRPOLoss, Apple's cut-cross-entropy (its Triton ``impl="cce"``) and mrgfast with CUDA events
+   (median of >= 20), printing ms, peak GiB (over inputs, weights and their grads) and achieved TFLOP/s
+   (6·N·H·V per fwd+bwd), at the main shape and then for each of ``--sweep-vocabs``. A peer that cannot be
+   imported is skipped with the reason.
 
     python bench/gpu_loss.py                 # on the device
     python bench/gpu_loss.py --dry           # anywhere: tiny shapes, Triton interpreter on the CPU
@@ -37,7 +40,12 @@ def _parse():
     ap.add_argument("--vocab", type=int, default=152064)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--impls", default="full,trl,liger,mrgfast")
+    ap.add_argument("--impls", default="full,trl,liger,cce,mrgfast")
+    ap.add_argument(
+        "--sweep-vocabs",
+        default="32000,128256,256000",
+        help="vocabularies timed after the main shape, same tokens and hidden ('' for none)",
+    )
     ap.add_argument("--liger-compiled", type=int, default=1, help="LigerFusedLinearGRPOLoss(compiled=...)")
     ap.add_argument("--wheels", default=str(REPO / ".whl"))
     ap.add_argument("--site", default="/tmp/site")
@@ -46,6 +54,7 @@ def _parse():
     if args.dry:
         args.tokens, args.batch, args.hidden, args.vocab = 48, 4, 32, 1000
         args.iters, args.warmup = 3, 1
+        args.sweep_vocabs = "500" if args.sweep_vocabs else ""
     return args
 
 
@@ -81,6 +90,115 @@ def _setup_imports(args) -> dict:
         except Exception:
             pass
     return notes
+
+
+def _timed(args, fn, reset=None):
+    """Median/min ms over ``args.iters`` calls (CUDA events; wall clock with --dry) and the extra peak bytes."""
+    import torch
+
+    for _ in range(args.warmup):
+        if reset:
+            reset()
+        fn()
+    times = []
+    if args.dry:
+        for _ in range(args.iters):
+            if reset:
+                reset()
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return sorted(times), float("nan")
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.iters):
+        if reset:
+            reset()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return sorted(times), torch.cuda.max_memory_allocated() - base
+
+
+def time_impls(args, makers, impls, h, w, ids, mask, adv, old, ref) -> list[dict]:
+    """Forward+backward of each implementation; peak = over inputs, weights and their grads."""
+    import torch
+
+    N, H = h.shape[0] * h.shape[1], h.shape[2]
+    V = w.shape[0]
+    flops = 6.0 * N * H * V
+    grad_bytes = (h.numel() + w.numel()) * h.element_size()
+    rows = []
+    for name in impls:
+        try:
+            fn = makers[name]()
+        except Exception as e:
+            rows.append({"impl": name, "skipped": f"{type(e).__name__}: {str(e)[:200]}"})
+            print(f"{name:<8} skipped: {rows[-1]['skipped']}")
+            continue
+        try:
+
+            def reset():
+                h.grad = w.grad = None
+
+            times, peak = _timed(args, lambda fn=fn: fn(h, w, ids, mask, adv, old, ref).backward(), reset)
+            peak = peak - grad_bytes if peak == peak else peak
+            ms = times[len(times) // 2]
+            rows.append(
+                {
+                    "impl": name,
+                    "vocab": V,
+                    "median_ms": ms,
+                    "min_ms": times[0],
+                    "extra_peak_gib": peak / 2**30,
+                    "tflops": flops / (ms * 1e-3) / 1e12,
+                    "iters": len(times),
+                }
+            )
+            print(f"{name:<8} {ms:9.2f} ms  extra peak {peak / 2**30:7.2f} GiB  {rows[-1]['tflops']:7.1f} TFLOP/s")
+        except Exception as e:
+            rows.append({"impl": name, "skipped": f"failed: {type(e).__name__}: {str(e)[:200]}"})
+            print(f"{name:<8} failed: {rows[-1]['skipped']}")
+        finally:
+            fn = None
+            h.grad = w.grad = None
+            if not args.dry:
+                torch.cuda.empty_cache()
+    return rows
+
+
+def time_logps(args, h, w, ids) -> list[dict]:
+    """Forward-only per-token log-probs (GRPO's reference/old passes): TRL's chunked head vs mrgfast."""
+    import torch
+
+    from mrgfast.kernels import token_logps
+
+    H = w.shape[1]
+    rows = []
+    impls = {"mrgfast": lambda: token_logps(h, w, ids, backend="triton")}
+    try:
+        from trl.kernels import ChunkedLogProbFunction
+
+        def trl_fwd():
+            return ChunkedLogProbFunction.apply(
+                h.reshape(-1, H), w, None, ids.reshape(-1), 1.0, 32768, None, 1.0, ("log_probs",)
+            )[0]
+
+        impls = {"trl": trl_fwd, **impls}
+    except Exception as e:
+        rows.append({"impl": "trl", "skipped": f"{type(e).__name__}: {str(e)[:200]}"})
+    for name, fn in impls.items():
+        with torch.no_grad():
+            times, peak = _timed(args, fn)
+        ms = times[len(times) // 2]
+        rows.append({"impl": name, "median_ms": ms, "min_ms": times[0], "extra_peak_gib": peak / 2**30})
+        print(f"logps fwd {name:<8} {ms:9.2f} ms  extra peak {peak / 2**30:7.2f} GiB")
+    return rows
 
 
 def main() -> int:
@@ -150,75 +268,41 @@ def main() -> int:
     print("check triton vs reference:", json.dumps(check))
     del outs, lt, pt, ght, gwt, lr, pr, ghr, gwr
 
-    # ---- 2. timing ----------------------------------------------------------------------------------------------
+    # ---- 2. forward-only log-probs (reference / old-policy passes): token_logps vs TRL's chunked head -----------
+    from mrgfast.kernels import token_logps
+
+    with torch.no_grad():
+        lp_tri = token_logps(h, w, ids, mask, backend="triton")
+        lp_ref = token_logps(h, w, ids, mask, backend="reference")
+    check["token_logps_max_abs_err"] = (lp_tri - lp_ref).abs().max().item()
+    check["pass"] = check["pass"] and check["token_logps_max_abs_err"] <= 50 * tol
+    print("check token_logps triton vs reference:", check["token_logps_max_abs_err"])
+    del lp_tri, lp_ref
+    mask.fill_(1)
+    logps_rows = time_logps(args, h, w, ids)
+
+    # ---- 3. timing: fwd+bwd of every implementation, then the vocabulary sweep ----------------------------------
     makers = dict(IMPLS)
     makers["liger"] = lambda: make_liger(compiled=bool(args.liger_compiled) and not args.dry)
     makers["mrgfast"] = lambda: make_mrgfast("triton")
-    flops = 6.0 * N * H * V
-    rows = []
-    mask.fill_(1)
-    for name in args.impls.split(","):
-        try:
-            fn = makers[name]()
-        except Exception as e:
-            rows.append({"impl": name, "skipped": f"{type(e).__name__}: {str(e)[:200]}"})
-            print(f"{name:<8} skipped: {rows[-1]['skipped']}")
-            continue
-        try:
-            h.grad = w.grad = None
-
-            def step(fn=fn):
-                h.grad = w.grad = None
-                fn(h, w, ids, mask, adv, old, ref).backward()
-
-            for _ in range(args.warmup):
-                step()
-            times = []
-            if not args.dry:
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
-                base = torch.cuda.memory_allocated() + (h.numel() + w.numel()) * h.element_size()
-                torch.cuda.reset_peak_memory_stats()
-                for _ in range(args.iters):
-                    h.grad = w.grad = None
-                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    a.record()
-                    fn(h, w, ids, mask, adv, old, ref).backward()
-                    b.record()
-                    torch.cuda.synchronize()
-                    times.append(a.elapsed_time(b))
-                peak = torch.cuda.max_memory_allocated() - base
-            else:
-                for _ in range(args.iters):
-                    t0 = time.perf_counter()
-                    step()
-                    times.append((time.perf_counter() - t0) * 1e3)
-                peak = float("nan")
-            times.sort()
-            ms = times[len(times) // 2]
-            rows.append(
-                {
-                    "impl": name,
-                    "median_ms": ms,
-                    "min_ms": times[0],
-                    "extra_peak_gib": peak / 2**30,
-                    "tflops": flops / (ms * 1e-3) / 1e12,
-                    "iters": len(times),
-                }
-            )
-            print(f"{name:<8} {ms:9.2f} ms  extra peak {peak / 2**30:7.2f} GiB  {rows[-1]['tflops']:7.1f} TFLOP/s")
-        except Exception as e:
-            rows.append({"impl": name, "skipped": f"failed: {type(e).__name__}: {str(e)[:200]}"})
-            print(f"{name:<8} failed: {rows[-1]['skipped']}")
-        finally:
-            fn = None
-            h.grad = w.grad = None
-            if not args.dry:
-                torch.cuda.empty_cache()
+    impls = args.impls.split(",")
+    rows = time_impls(args, makers, impls, h, w, ids, mask, adv, old, ref)
+    sweep = []
+    for V2 in [int(v) for v in args.sweep_vocabs.split(",") if v.strip()]:
+        del h, w
+        if not args.dry:
+            torch.cuda.empty_cache()
+        h, w, ids, mask, adv, old, ref = make_inputs(B, T, H, V2, dtype, device, seed=1)
+        print(f"-- sweep: vocabulary {V2}")
+        sweep.append({"vocab": V2, "timing": time_impls(args, makers, impls, h, w, ids, mask, adv, old, ref)})
 
     out = Path(args.out or HERE / "results" / ("loss_gpu_dry.json" if args.dry else "loss_gpu.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"info": info, "check": check, "timing": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"info": info, "check": check, "timing": rows, "logps_forward": logps_rows, "sweep": sweep}, indent=2
+        )
+    )
     print(f"wrote {out}")
     mrg = next((r for r in rows if r["impl"] == "mrgfast"), {})
     return 0 if check["pass"] and "skipped" not in mrg else 1

@@ -15,7 +15,9 @@ device call (< 8 minutes).
    ``trl+py-reward`` (plain TRL, plain-Python rewards of the same output) and ``mrgfast``
    (``mrgfast train``'s GRPO stage, fused loss on).
 4. Records step time, the shares of generation / rewards / training (log-probs, loss, backward,
-   optimizer), tokens/s and peak GPU memory; prints a table, writes
+   optimizer) with the split of ``bench_trainer.py`` (reference/old log-probs, loss forward+backward,
+   optimizer; spans are host-timed, and the mrgfast variant's reference passes go through
+   ``mrgfast.kernels.token_logps``), tokens/s and peak GPU memory; prints a table, writes
    ``bench/results/trainer_gpu.json`` and replaces the trainer section of ``bench/RESULTS.md``.
 
     python bench/gpu_trainer.py            # on the device (one call, about 4-5 minutes)
@@ -214,6 +216,9 @@ def shares_table(summary: dict) -> str:
     row("generation share", lambda s: f"{100 * s['generate_share']:.1f} %")
     row("reward share", lambda s: f"{100 * s['reward_share']:.3f} %")
     row("training share (log-probs, loss, backward, optimizer)", lambda s: f"{100 * s['rest_share']:.1f} %")
+    row("split: reference/old log-probs", lambda s: f"{100 * s['ref_logps_share']:.1f} %")
+    row("split: loss forward + backward", lambda s: f"{100 * s['loss_fwd_bwd_share']:.1f} %")
+    row("split: optimizer", lambda s: f"{100 * s['optimizer_share']:.1f} %")
     row("peak GPU memory allocated (GiB)", lambda s: f"{s['peak_gpu_gib']:.1f}" if s.get("peak_gpu_gib") else "n/a")
     base = summary.get("trl+py-reward")
     if base:

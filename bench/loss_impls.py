@@ -1,5 +1,9 @@
 """The GRPO-loss implementations the loss benches compare, behind one signature (shared by bench_loss and gpu_loss).
 
+Peers: full logits (torch), TRL's ``ChunkedLogProbFunction`` (what ``GRPOTrainer`` runs), Liger's
+``LigerFusedLinearGRPOLoss``, Apple's cut-cross-entropy (log-probs only: TRL's loss on top), mrgfast. A peer that
+is not installed raises ImportError, and the benches report it skipped with that reason.
+
 Each factory returns ``fn(hidden [B,T,H], weight [V,H], ids, mask, adv, old, ref) -> loss`` for dapo, token-level
 importance sampling, k3 KL with ``beta`` (TRL's defaults for these settings), or raises ImportError with a reason.
 """
@@ -67,6 +71,20 @@ def make_liger(compiled: bool = False):
     return fn
 
 
+def make_cce():
+    """Apple's cut-cross-entropy: per-token NLL (``reduction="none"``) -> log-probs -> TRL's loss. Its Triton
+    kernel (``impl="cce"``, default gradient filtering) on CUDA; ``impl="torch_compile"`` elsewhere (the CPU)."""
+    from cut_cross_entropy import linear_cross_entropy
+
+    def fn(h, w, ids, mask, adv, old, ref):
+        impl = "cce" if h.is_cuda else "torch_compile"
+        nll = linear_cross_entropy(h, w, ids, reduction="none", impl=impl)
+        logp = -nll.float()
+        return trl_style_loss(logp.masked_fill(mask == 0, 0.0), mask, adv, old, ref)
+
+    return fn
+
+
 def make_mrgfast(backend: str = "auto"):
     from mrgfast.kernels import grpo_loss
 
@@ -89,7 +107,7 @@ def make_mrgfast(backend: str = "auto"):
     return fn
 
 
-IMPLS = {"full": make_full, "trl": make_trl, "liger": make_liger, "mrgfast": make_mrgfast}
+IMPLS = {"full": make_full, "trl": make_trl, "liger": make_liger, "cce": make_cce, "mrgfast": make_mrgfast}
 
 
 def make_inputs(B, T, H, V, dtype, device, seed=0):

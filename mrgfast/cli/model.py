@@ -22,6 +22,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--vision-hidden", type=int, default=64)
     t.add_argument("--vision-depth", type=int, default=2)
     t.add_argument("--vocab-size", type=int, default=800, help="BPE vocabulary size target")
+    t.add_argument(
+        "--model-vocab-size",
+        type=int,
+        default=None,
+        help="embedding/LM-head rows, padded past the tokenizer (e.g. 151936, Qwen2.5's; default: the tokenizer's size)",
+    )
+    t.add_argument("--untied-head", action="store_true", help="give the LM head its own weight (default: tied)")
     t.add_argument("--image-size", type=int, default=112, help="the processor resizes images to this side")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_tiny)
@@ -43,6 +50,8 @@ def _tiny(args) -> int:
             vocab_size=args.vocab_size,
             image_size=args.image_size,
             seed=args.seed,
+            model_vocab_size=args.model_vocab_size,
+            tie_word_embeddings=not args.untied_head,
         )
     except ValueError as e:
         print(f"mrgfast model tiny: {e}", file=sys.stderr)

@@ -17,7 +17,6 @@ gradients is TRL's.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -133,13 +132,28 @@ def _trl_metrics(coef_1, kl, entropy, mask, adv, cfg: _Cfg) -> dict[str, torch.T
 # --------------------------------------------------------------------------------------------------------------
 # chunked driver shared by the Triton and the torch-CPU backends
 # --------------------------------------------------------------------------------------------------------------
-def _default_chunk(device: torch.device, vocab: int, elem_size: int = 4) -> int:
-    # Each chunk streams the weight twice and read-modify-writes the fp32 grad-weight once, so fewer, larger
-    # chunks cost less bandwidth; the tile is the memory price. CPU: ~160 MiB fp32 tiles (256 tokens at V=152k);
-    # CUDA: ~1 GiB (2,048 bf16 tokens at V=152k: 4x fewer grad-weight read-modify-writes than 512).
-    budget = (1 << 30) if device.type == "cuda" else (160 << 20)
-    rows = max(16, budget // max(1, vocab * (elem_size if device.type == "cuda" else 4)))
-    return 1 << int(math.log2(rows))
+# Bytes one [c, V] logits tile may take. CPU: the tile is all the extra memory the fused loss needs, and 112 MiB
+# keeps it under a tenth of full logits' extra at 1,024 tokens of a 152k vocabulary (~193 rows); fewer, larger
+# chunks are a little faster (each chunk streams the weight twice and read-modify-writes the fp32 grad-weight
+# once: 6 chunks cost ~5 % more than 4 at that shape, 1 thread). CUDA: ~1 GiB (2,048 bf16 tokens at V=152k).
+CPU_TILE_BUDGET = 112 << 20
+CUDA_TILE_BUDGET = 1 << 30
+
+
+def _default_chunk(device: torch.device, vocab: int, elem_size: int = 4, tokens: int | None = None) -> int:
+    """Rows per tile: as many as the budget allows, then balanced over the chunks ``tokens`` needs (no small
+    last chunk), in a multiple of 16 (GEMM-friendly) where that keeps the chunks even."""
+    cuda = device.type == "cuda"
+    budget = CUDA_TILE_BUDGET if cuda else CPU_TILE_BUDGET
+    rows = max(16, budget // max(1, vocab * (elem_size if cuda else 4)))
+    if tokens is None or tokens <= 0:
+        return rows
+    n_chunks = -(-tokens // rows)
+    balanced = -(-tokens // n_chunks)
+    even = -(-balanced // 16) * 16
+    if even <= rows and tokens - (n_chunks - 1) * even >= even // 2:
+        return even
+    return balanced
 
 
 def _addmm_into(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -170,7 +184,7 @@ def _fused_run(
     tv = ids if all_valid else ids.index_select(0, idx)
     need_grad = need_h or need_w or need_b
     local = cfg.level == "token" or old is None
-    c = max(1, min(chunk or _default_chunk(dev, V, hidden.element_size()), max(M, 1)))
+    c = max(1, min(chunk or _default_chunk(dev, V, hidden.element_size(), M), max(M, 1)))
 
     logp_v = torch.zeros(M, dtype=acc, device=dev)
     ent_v = torch.zeros(M, dtype=acc, device=dev) if want_entropy else None

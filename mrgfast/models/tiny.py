@@ -144,8 +144,15 @@ def build_tiny(
     image_size: int = 112,
     seed: int = 0,
     corpus: Iterable[str] | None = None,
+    model_vocab_size: int | None = None,
+    tie_word_embeddings: bool = True,
 ) -> Path:
-    """Build and save a tiny Qwen2.5-VL (model + processor) under ``out``; returns ``out``."""
+    """Build and save a tiny Qwen2.5-VL (model + processor) under ``out``; returns ``out``.
+
+    ``vocab_size`` is the BPE tokenizer's target; ``model_vocab_size`` (default: the tokenizer's length) sizes the
+    embedding and LM head, padded past the tokenizer as real checkpoints are (Qwen2.5: 151,936 rows for 151,665
+    tokens), which gives the real LM-head cost on a model that is otherwise small. ``tie_word_embeddings=False``
+    gives the head its own weight (Qwen2.5-VL-7B's layout; the 3B ties)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -155,6 +162,9 @@ def build_tiny(
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(corpus if corpus is not None else _default_corpus(), vocab_size=vocab_size)
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    rows = len(tok) if model_vocab_size is None else int(model_vocab_size)
+    if rows < len(tok):
+        raise ValueError(f"model_vocab_size {rows} is smaller than the tokenizer ({len(tok)} tokens)")
 
     head_dim = hidden_size // num_heads
     half = head_dim // 2  # M-RoPE: temporal / height / width sections over the rotary half
@@ -162,7 +172,7 @@ def build_tiny(
     mrope = [t_sec, half * 3 // 8, half * 3 // 8]
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tok),
+            vocab_size=rows,
             hidden_size=hidden_size,
             intermediate_size=hidden_size * 3,
             num_hidden_layers=num_layers,
@@ -173,7 +183,7 @@ def build_tiny(
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
-            tie_word_embeddings=True,
+            tie_word_embeddings=tie_word_embeddings,
         ),
         vision_config=dict(
             depth=vision_depth,
@@ -191,7 +201,7 @@ def build_tiny(
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
     with _outside_zero3_init():
@@ -213,6 +223,8 @@ def build_tiny(
                 "vision_hidden": vision_hidden,
                 "vision_depth": vision_depth,
                 "vocab_size": len(tok),
+                "model_vocab_size": rows,
+                "tie_word_embeddings": tie_word_embeddings,
                 "image_size": image_size,
                 "parameters": sum(p.numel() for p in model.parameters()),
             },

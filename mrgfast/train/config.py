@@ -113,7 +113,8 @@ class MrgConfig:
     use_fused_loss: bool = field(
         default=True,
         metadata={
-            "help": "GRPO loss through mrgfast.kernels.grpo_loss (falls back to TRL's when unavailable or unsupported)."
+            "help": "GRPO loss through mrgfast.kernels.grpo_loss, reference/old log-probs through "
+            "mrgfast.kernels.token_logps (each falls back to TRL's when unavailable or unsupported)."
         },
     )
     # ---- evaluation

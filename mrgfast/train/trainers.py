@@ -6,6 +6,9 @@
   policy's last hidden states (not logits) go through the fused loss together with the LM head
   weight; everything else (generation, rewards, advantages, reference log-probs, logging) is TRL's.
   With the switch off, or the kernel missing, TRL's own loss runs unchanged.
+* ``_get_per_token_logps_and_entropies``: with the same switch, the no-grad passes (reference model,
+  old policy) score their tokens through ``mrgfast.kernels.token_logps`` (:mod:`mrgfast.train.fused_logps`);
+  what that does not cover goes to TRL's chunked head unchanged.
 * ``_generate_and_score_completions``: records which studies each optimizer step saw (the data
   position) in ``data_order.jsonl`` so a resumed run can be checked against an uninterrupted one.
 """
@@ -76,8 +79,21 @@ class MrgSFTTrainer(AtomicCheckpointMixin, _SafetyMixin, SFTTrainer):
 
 
 class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
-    def __init__(self, *args, use_fused_loss: bool = False, data_order_path: str | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        use_fused_loss: bool = False,
+        use_fused_logps: bool | None = None,
+        data_order_path: str | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        # reference/old log-probs through mrgfast's head: on with the fused loss unless asked otherwise
+        self.use_fused_logps = bool(use_fused_loss if use_fused_logps is None else use_fused_logps)
+        if self.use_fused_logps:
+            from mrgfast.train import fused_logps
+
+            self.use_fused_logps = fused_logps.available()
         self.use_fused_loss = bool(use_fused_loss)
         if self.use_fused_loss and not fused_loss_available():
             log.warning("use_fused_loss is on but mrgfast.kernels.grpo_loss is not importable: using TRL's loss")
@@ -97,6 +113,10 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             log.warning("fused loss does not cover entropy masks/bonus, off-policy masks or vLLM IS: using TRL's loss")
             self.use_fused_loss = False
         log.info("GRPO loss: %s", "mrgfast.kernels.grpo_loss (fused)" if self.use_fused_loss else "TRL")
+        log.info(
+            "reference/old log-probs: %s",
+            "mrgfast.kernels.token_logps where supported" if self.use_fused_logps else "TRL's chunked head",
+        )
         self.data_order_path = data_order_path
 
     # ------------------------------------------------------------------------------------------ data order
@@ -106,6 +126,17 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             with open(self.data_order_path, "a") as fh:
                 fh.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
         return super()._generate_and_score_completions(inputs)
+
+    # ------------------------------------------------------------------------------------------ log-probs
+    def _get_per_token_logps_and_entropies(self, model, *args, compute_entropy=False, compute_aux_loss=False, **kw):
+        if self.use_fused_logps and not (torch.is_grad_enabled() or compute_entropy or compute_aux_loss):
+            from mrgfast.train import fused_logps
+
+            if fused_logps.supported(model, cast_lm_head_to_fp32=getattr(self.args, "cast_lm_head_to_fp32", False)):
+                model = fused_logps.TokenLogpsModel(model, self.temperature)
+        return super()._get_per_token_logps_and_entropies(
+            model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kw
+        )
 
     # ------------------------------------------------------------------------------------------ loss
     def _compute_loss(self, model, inputs):
