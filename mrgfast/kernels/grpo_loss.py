@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .lm_head_matmul import grad_hidden_into, project_into
+
 SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 # TRL loss types that exist upstream but are not implemented here
 UNSUPPORTED_LOSS_TYPES = ("cispo", "sapo", "vespo", "luspo")
@@ -210,9 +212,7 @@ def _fused_run(
 
     def project(s, e):
         tile = tile_buf[: e - s]
-        torch.mm(hv[s:e], weight.t(), out=tile)
-        if bias is not None:
-            tile.add_(bias)
+        project_into(tile, hv[s:e], weight, bias)
         return tile
 
     def stats(s, e, tile):
@@ -227,7 +227,7 @@ def _fused_run(
         if gt.dtype != weight.dtype:
             gt = gt.to(weight.dtype)
         if need_h:
-            torch.mm(gt, weight, out=gh_v[s:e])
+            grad_hidden_into(gh_v[s:e], gt, weight)
         if need_w:
             if gw_fresh and s == 0:
                 torch.mm(gt.t(), hv[s:e], out=gw)

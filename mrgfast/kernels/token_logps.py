@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .grpo_loss import _default_chunk, _resolve_backend
+from .lm_head_matmul import project_into
 
 
 def token_logps(
@@ -71,9 +72,7 @@ def token_logps(
             for s in range(0, M, c):
                 e = min(s + c, M)
                 tile = tile_buf[: e - s]
-                torch.mm(h[s:e], w.t(), out=tile)
-                if b is not None:
-                    tile.add_(b)
+                project_into(tile, h[s:e], w, b)
                 out[s:e] = ops.stats(tile, t[s:e], 1.0 / temperature, False, acc)[0]
         if idx is None:
             return out.view(shape)
