@@ -12,9 +12,7 @@ import torch
 
 from mrgfast.kernels import grpo_loss, lm_head_matmul, token_logps
 
-needs_onednn = pytest.mark.skipif(
-    not lm_head_matmul.onednn_available(), reason="this torch build has no oneDNN linear"
-)
+needs_onednn = pytest.mark.skipif(not lm_head_matmul.onednn_available(), reason="this torch build has no oneDNN linear")
 
 
 def _backends(blocks):
