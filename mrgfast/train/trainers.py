@@ -1,6 +1,6 @@
 """TRL trainers extended for mrgfast: non-finite-loss stop, data-order log, fused GRPO loss switch.
 
-``MrgGRPOTrainer`` is TRL's ``GRPOTrainer``; only two things change:
+``MrgGRPOTrainer`` is TRL's ``GRPOTrainer``; only these things change:
 
 * ``_compute_loss``: with ``use_fused_loss`` on and ``mrgfast.kernels.grpo_loss`` importable, the
   policy's last hidden states (not logits) go through the fused loss together with the LM head
@@ -9,7 +9,8 @@
 * ``_get_per_token_logps_and_entropies``: with the same switch, the no-grad passes (reference model,
   old policy) score their tokens through ``mrgfast.kernels.token_logps`` (:mod:`mrgfast.train.fused_logps`);
   what that does not cover goes to TRL's chunked head unchanged.
-* ``_generate_and_score_completions``: records which studies each optimizer step saw (the data
+* ``_generate_and_score_completions``: with the same switch, the decoding steps' LM head runs through
+  oneDNN on the CPU (:mod:`mrgfast.train.generation_head`); and it records which studies each optimizer step saw (the data
   position) in ``data_order.jsonl`` so a resumed run can be checked against an uninterrupted one.
 """
 
@@ -125,7 +126,12 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             ids = [x.get("id") for x in inputs]
             with open(self.data_order_path, "a") as fh:
                 fh.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
-        return super()._generate_and_score_completions(inputs)
+        if not self.use_fused_logps:
+            return super()._generate_and_score_completions(inputs)
+        from mrgfast.train.generation_head import onednn_generation_head
+
+        with onednn_generation_head(self.model):  # the decoding steps' LM head through oneDNN on the CPU
+            return super()._generate_and_score_completions(inputs)
 
     # ------------------------------------------------------------------------------------------ log-probs
     def _get_per_token_logps_and_entropies(self, model, *args, compute_entropy=False, compute_aux_loss=False, **kw):
