@@ -40,14 +40,20 @@ def onednn_available() -> bool:
         op = torch.ops.mkldnn._linear_pointwise.default
         if not torch.backends.mkldnn.is_available():
             return False
-        g = torch.Generator().manual_seed(0)
-        x, w = torch.randn(5, 24, generator=g), torch.randn(40, 24, generator=g)
-        b = torch.randn(40, generator=g)
-        ok = torch.allclose(op(x, w, b, "none", [], ""), torch.addmm(b, x, w.t()), rtol=1e-4, atol=1e-4)
-        y = torch.randn(5, 40, generator=g)
-        return ok and torch.allclose(op(y, w.t(), None, "none", [], ""), y @ w, rtol=1e-4, atol=1e-4)
+        # the answer is cached: keep an enclosing autocast or grad mode from deciding it
+        with torch.autocast("cpu", enabled=False), torch.no_grad():
+            return _probe(op)
     except Exception:  # no mkldnn build, op missing or refusing the layout: torch.mm it is
         return False
+
+
+def _probe(op) -> bool:
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(5, 24, generator=g), torch.randn(40, 24, generator=g)
+    b = torch.randn(40, generator=g)
+    ok = torch.allclose(op(x, w, b, "none", [], ""), torch.addmm(b, x, w.t()), rtol=1e-4, atol=1e-4)
+    y = torch.randn(5, 40, generator=g)
+    return ok and torch.allclose(op(y, w.t(), None, "none", [], ""), y @ w, rtol=1e-4, atol=1e-4)
 
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -110,3 +110,13 @@ def test_onednn_and_torch_agree_on_a_loss_and_its_gradients(monkeypatch):
         results[backend] = (out.loss.detach(), out.per_token_logps, h.grad, w.grad)
     for a, b in zip(results["onednn"], results["torch"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_onednn
+def test_probe_is_not_decided_by_an_enclosing_autocast():
+    lm_head_matmul.onednn_available.cache_clear()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert lm_head_matmul.onednn_available()
+    finally:
+        lm_head_matmul.onednn_available.cache_clear()
