@@ -41,6 +41,23 @@ RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.txt
 
 TRIGGER_ROLES = ("neg_pre", "neg_post", "unc_pre", "unc_post", "strong_pre", "strong_post", "strong_near", "unc_or")
 MOD_CLASSES = ("abnormal", "normal", "uncertain", "stable")
+# every @ section of the format (``@param`` is read on its own line), as the Rust parser knows them
+SECTION_KINDS = (
+    "abbrev",
+    "mention",
+    "desc",
+    "mod",
+    "trigger",
+    "term",
+    "clause",
+    "pseudo",
+    "ignore",
+    "header",
+    "skipword",
+    "connect",
+    "copula",
+    "conj",
+)
 PARAMS = ("pre_window", "post_window", "or_window", "or_window_before", "near_window", "desc_window", "prenominal_skip")
 
 # token kinds
@@ -115,7 +132,9 @@ class Rules:
             if not line or line.startswith("#"):
                 continue
             if line.startswith("@"):
-                section = line[1:].split(None, 1)
+                section = line[1:].split(None, 1) or [""]
+                if section[0] not in SECTION_KINDS and section[0] != "param":
+                    raise ValueError(f"rules.txt:{lineno}: unknown section @{section[0]}")
                 if section[0] == "param":
                     name, value = section[1].split()
                     if name not in PARAMS:

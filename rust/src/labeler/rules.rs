@@ -210,6 +210,12 @@ fn valid_token(t: &str) -> bool {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
+/// Every `@` section the parser knows (`@param` is read on its own line).
+const SECTION_KINDS: &[&str] = &[
+    "abbrev", "mention", "desc", "mod", "trigger", "term", "clause", "pseudo", "ignore", "header",
+    "skipword", "connect", "copula", "conj",
+];
+
 fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
     let mut out = Vec::new();
     for spec in specs {
@@ -277,6 +283,10 @@ pub fn parse(text: &str) -> Result<Rules, String> {
                 param_line.insert(name.to_string(), lineno);
                 section = None;
             } else {
+                // named at the header's own line (a section with no phrase would otherwise go unseen)
+                if !SECTION_KINDS.contains(&kind.as_str()) {
+                    return Err(format!("line {lineno}: unknown section @{kind}"));
+                }
                 section = Some((kind, arg));
             }
             continue;
@@ -597,7 +607,8 @@ mod tests {
             (format!("{base}@mention Nope\nx\n"), 9),
             (format!("{base}@trigger neg_pre\nx\n@term\nx\n"), 9),
             (format!("{base}@mod nogroup=normal\nx\n"), 9),
-            (format!("{base}@mention Edema\n\nedema\n@bogus\ny\n"), 12),
+            (format!("{base}@mention Edema\n\nedema\n@bogus\ny\n"), 11),
+            (format!("{base}@bogus\n@mention Edema\nedema\n"), 8),
             ("@mention Edema\nedema\n".to_string(), 2),
         ];
         for (text, line) in cases {
