@@ -56,10 +56,16 @@ def _probe(op) -> bool:
     return ok and torch.allclose(op(y, w.t(), None, "none", [], ""), y @ w, rtol=1e-4, atol=1e-4)
 
 
+def _plain(t: torch.Tensor) -> bool:
+    return type(t) in (torch.Tensor, torch.nn.Parameter)
+
+
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if CPU_BACKEND not in CPU_BACKENDS:
         raise ValueError(f"lm_head_matmul.CPU_BACKEND must be one of {CPU_BACKENDS}, not {CPU_BACKEND!r}")
     if CPU_BACKEND == "torch" or x.device.type != "cpu" or weight.device.type != "cpu":
+        return False
+    if not (_plain(x) and _plain(weight)):  # a DTensor or other subclass has no rule for the oneDNN op
         return False
     if x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False

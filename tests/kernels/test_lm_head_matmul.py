@@ -120,3 +120,13 @@ def test_probe_is_not_decided_by_an_enclosing_autocast():
             assert lm_head_matmul.onednn_available()
     finally:
         lm_head_matmul.onednn_available.cache_clear()
+
+
+def test_tensor_subclasses_take_torch(monkeypatch):
+    class Tagged(torch.Tensor):  # stands in for a DTensor: the oneDNN op knows no rule for it
+        pass
+
+    monkeypatch.setattr(lm_head_matmul, "CPU_BACKEND", "onednn")
+    monkeypatch.setattr(lm_head_matmul, "onednn_available", lambda: pytest.fail("oneDNN consulted"))
+    x, w = torch.randn(2, 4), torch.randn(5, 4).as_subclass(Tagged)
+    assert torch.equal(lm_head_matmul.linear(x, w).as_subclass(torch.Tensor), torch.nn.functional.linear(x, w))
