@@ -1,20 +1,22 @@
 """The LM-head matrix products of the chunked paths: ``tile = h W^T (+ b)`` and ``d h = g W``.
 
 Why not plain ``torch.mm`` on the CPU: for fp32, torch sends it to MKL's sgemm, which repacks the whole
-``[V, H]`` weight on every call; at a chunk of ~176 rows that costs ~40 % more than one full-size product
-(measured at H 896, V 151,936 on 2 cores: 2.18 s vs 1.54 s for 1,024 tokens). oneDNN's matmul (the one
-PyTorch's own inductor calls for linear layers, ``torch.ops.mkldnn._linear_pointwise``) does not: the forward
-product, run over vocabulary blocks of ``VOCAB_BLOCK`` rows and copied into the reused tile, takes 1.44 s,
-and the hidden-state gradient ``g W`` 1.41 s against MKL's 1.86 s. Each block's output is a few MiB, so the
-allocator reuses it instead of faulting in a fresh ``[c, V]`` page range for every chunk.
+``[V, H]`` weight on every call, so small row counts pay for the whole weight. ``python bench/bench_lm_head.py``
+(H 896, V 151,936, 2 threads; two runs): the forward product of 1,024 tokens in six 176-row chunks takes
+2.03-2.07 s through MKL (1.67-1.70 s in one call) and 1.46 s through oneDNN's matmul (the one PyTorch's own
+inductor calls for linear layers, ``torch.ops.mkldnn._linear_pointwise``), run over vocabulary blocks of
+``VOCAB_BLOCK`` rows and copied into the reused tile; the hidden-state gradient ``g W`` 1.65-1.84 s vs
+1.56-1.60 s. Each block's output is a few MiB, so the allocator reuses it instead of faulting in a fresh
+``[c, V]`` page range for every chunk.
 
-The same holds for the one-row-per-sequence products of generation: at 16 rows, H 896 and V 151,936 a
-decoding step's LM head takes 93 ms through ``F.linear`` and 40 ms through oneDNN (``linear``, which the
-trainer puts under the policy's head while it generates).
+The same holds for the one-row-per-sequence products of generation: at 16 rows a decoding step's LM head takes
+98-105 ms through ``F.linear`` and 43-46 ms through oneDNN (``linear``, which the trainer puts under the
+policy's head while it generates).
 
 oneDNN is used for fp32 CPU tensors when this torch build has it, a probe product matches ``torch.mm``, and
-the weight has at least ``ONEDNN_MIN_WEIGHT`` elements (below that the products cost microseconds either way:
-measured 0.02 vs 0.03 ms at 680 x 64, 1.26 vs 0.75 ms at 4,096 x 896, 16 rows); anything else (CUDA, fp64,
+the weight has at least ``ONEDNN_MIN_WEIGHT`` elements (below that the products cost microseconds either way; a
+16-row decoding step's head: oneDNN 1.76x MKL's time at 680 x 64 (0.02-0.03 ms), 0.61x at 4,096 x 896,
+``python bench/bench_lm_head.py --vocab 680 --hidden 64 --reps 20`` and ``--vocab 4096 --reps 20``); anything else (CUDA, fp64,
 16-bit floats, where torch already picks oneDNN itself, a build without it) takes ``torch.mm``.
 ``CPU_BACKEND`` selects it explicitly (``"auto"``, ``"onednn"``: any size, ``"torch"``), for the benches and
 tests that compare the two.

@@ -2,7 +2,7 @@
 
 Why: every decoding step projects one row per sequence through the whole ``[V, H]`` head, and on the CPU
 ``F.linear`` (MKL) repacks that weight on every call: at 16 sequences, H 896 and V 151,936 a step's head
-costs 93 ms there and 40 ms through oneDNN. Only the head module's own ``forward`` is swapped, for the time
+costs 98-105 ms there and 43-46 ms through oneDNN (``python bench/bench_lm_head.py``). Only the head module's own ``forward`` is swapped, for the time
 of the ``with`` block; a call that needs a gradient, or any input ``linear`` does not route to oneDNN
 (CUDA, 16-bit, a small head), runs the original ``forward`` unchanged. A head that is not a plain
 ``nn.Linear`` (a LoRA-wrapped head, a sharded one) is left alone.

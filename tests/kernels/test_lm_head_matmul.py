@@ -130,3 +130,24 @@ def test_tensor_subclasses_take_torch(monkeypatch):
     monkeypatch.setattr(lm_head_matmul, "onednn_available", lambda: pytest.fail("oneDNN consulted"))
     x, w = torch.randn(2, 4), torch.randn(5, 4).as_subclass(Tagged)
     assert torch.equal(lm_head_matmul.linear(x, w).as_subclass(torch.Tensor), torch.nn.functional.linear(x, w))
+
+
+@needs_onednn
+def test_the_lm_head_bench_runs_at_small_shapes(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_lm_head.py"
+    out = tmp_path / "lm_head.json"
+    cmd = [sys.executable, str(bench), "--tokens", "40", "--chunk", "16", "--hidden", "8", "--vocab", "300"]
+    proc = subprocess.run([*cmd, "--reps", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [r["product"].split(",")[0] for r in result["results"]] == [
+        "forward h W^T",
+        "d h = g W",
+        "one decoding step's head",
+    ]
+    assert all(r["mkl_s"] > 0 and r["onednn_s"] > 0 for r in result["results"])
