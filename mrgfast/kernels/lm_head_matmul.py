@@ -80,8 +80,14 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return True
 
 
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ weight^T (+ bias)`` as a fresh tensor, through oneDNN (callers have checked ``_use_onednn``)."""
+    return torch.ops.mkldnn._linear_pointwise.default(x, weight, bias, "none", [], "")
+
+
 def project_into(tile: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """``tile[c, V] = hidden[c, H] @ weight[V, H]^T (+ bias)``, in place."""
+    """``tile[c, V] = hidden[c, H] @ weight[V, H]^T (+ bias)``, in place. With oneDNN, over vocabulary blocks of
+    ``VOCAB_BLOCK`` rows: each block's output is a few MiB, which the allocator hands back block after block."""
     if not _use_onednn(hidden, weight):
         torch.mm(hidden, weight.t(), out=tile)
         if bias is not None:
@@ -90,19 +96,8 @@ def project_into(tile: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
     V = weight.shape[0]
     for v0 in range(0, V, VOCAB_BLOCK):
         v1 = min(v0 + VOCAB_BLOCK, V)
-        tile[:, v0:v1].copy_(block_logits(hidden, weight, bias, v0, v1))
-
-
-def block_logits(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, v0: int, v1: int
-) -> torch.Tensor:
-    """A fresh ``[c, v1 - v0]`` block ``hidden @ weight[v0:v1]^T (+ bias[v0:v1])`` (a few MiB: the allocator
-    hands the same memory back block after block)."""
-    w = weight[v0:v1]
-    b = None if bias is None else bias[v0:v1]
-    if _use_onednn(hidden, weight):
-        return torch.ops.mkldnn._linear_pointwise.default(hidden, w, b, "none", [], "")
-    return torch.mm(hidden, w.t()) if b is None else torch.addmm(b, hidden, w.t())
+        b = None if bias is None else bias[v0:v1]
+        tile[:, v0:v1].copy_(_onednn_linear(hidden, weight[v0:v1], b))
 
 
 def grad_hidden_into(out: torch.Tensor, grad_logits: torch.Tensor, weight: torch.Tensor) -> None:
@@ -110,7 +105,7 @@ def grad_hidden_into(out: torch.Tensor, grad_logits: torch.Tensor, weight: torch
     if not _use_onednn(grad_logits, weight):
         torch.mm(grad_logits, weight, out=out)
         return
-    out.copy_(torch.ops.mkldnn._linear_pointwise.default(grad_logits, weight.t(), None, "none", [], ""))
+    out.copy_(_onednn_linear(grad_logits, weight.t(), None))
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,8 +114,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     )
-    if needs_grad or weight.dim() != 2 or not _use_onednn(x, weight):
+    odd_bias = bias is not None and (bias.dtype != torch.float32 or not _plain(bias))
+    if needs_grad or odd_bias or weight.dim() != 2 or not _use_onednn(x, weight):
         return torch.nn.functional.linear(x, weight, bias)
-    if bias is not None and bias.dtype != torch.float32:
-        return torch.nn.functional.linear(x, weight, bias)
-    return torch.ops.mkldnn._linear_pointwise.default(x, weight, bias, "none", [], "")
+    return _onednn_linear(x, weight, bias)
