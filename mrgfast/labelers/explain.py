@@ -80,6 +80,18 @@ def _decider(code: int, found: list[dict[str, str]]) -> str:
     return "?"
 
 
+def _apply_flags(code: int, u_flag: bool, p_flag: bool, w_flag: bool, noun: str) -> tuple[int | None, str | None]:
+    """The code a rule's flags leave of ``code``, and the note saying why (``noun``: what one reading is)."""
+    c, note = code, None
+    if p_flag and c == NEGATIVE:
+        c, note = None, f"flag p: a negative {noun} is not counted"
+    elif u_flag and c == POSITIVE:
+        c, note = UNCERTAIN, f"flag u: a positive {noun} counts as uncertain"
+    if w_flag:
+        note = (note + "; " if note else "") + "flag w: a weak reading, used only when nothing else mentions it"
+    return c, note
+
+
 def explain(text: str) -> dict[str, Any]:
     """The decision trail of one report (JSON-ready): per observation its code, and every mention or
     descriptor that contributed, with the triggers/modifiers that decided it and their rule lines."""
@@ -97,60 +109,29 @@ def explain(text: str) -> dict[str, Any]:
                 e = ref._entry_of(u)
                 if e is None:
                     continue
+                readings = []  # (targets, code, trace, what a reading is called, kind, section)
                 if e.mentions:
                     trace: list = []
                     code = ref.code_at(r, U, p, trace)
-                    found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag, w_flag in e.mentions:
-                        c, note = code, None
-                        if p_flag and c == NEGATIVE:
-                            note = "flag p: a negative mention of this phrase is not counted"
-                            c = None
-                        elif u_flag and c == POSITIVE:
-                            c, note = UNCERTAIN, "flag u: a positive mention of this phrase counts as uncertain"
-                        if w_flag:
-                            note = (
-                                note + "; " if note else ""
-                            ) + "flag w: a weak reading, used only when nothing else mentions it"
-                        calls[OBSERVATIONS[obs]].append(
-                            {
-                                "sentence": s_idx + 1,
-                                "sentence_text": sentence,
-                                "kind": "mention",
-                                "text": words[p],
-                                "phrase": _phrase(e),
-                                "rule": _rule(e, "@mention", OBSERVATIONS[obs]),
-                                "code": c,
-                                "decided_by": _decider(code, found),
-                                "note": note,
-                                "weak": w_flag,
-                                "triggers": found,
-                            }
-                        )
+                    readings.append((e.mentions, code, trace, "mention of this phrase", "mention", "@mention"))
                 if e.desc_group is not None:
                     trace = []
                     code = ref.desc_code(r, U, p, e.desc_group, trace)
-                    if code is None:
-                        continue
+                    if code is not None:
+                        kind = f"descriptor ({e.desc_group})"
+                        readings.append((e.desc_targets, code, trace, "reading", kind, "@desc"))
+                for targets, code, trace, noun, kind, section in readings:
                     found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag, w_flag in e.desc_targets:
-                        c, note = code, None
-                        if p_flag and c == NEGATIVE:
-                            c, note = None, "flag p: a negative reading is not counted"
-                        elif u_flag and c == POSITIVE:
-                            c, note = UNCERTAIN, "flag u: a positive reading counts as uncertain"
-                        if w_flag:
-                            note = (
-                                note + "; " if note else ""
-                            ) + "flag w: a weak reading, used only when nothing else mentions it"
+                    for obs, u_flag, p_flag, w_flag in targets:
+                        c, note = _apply_flags(code, u_flag, p_flag, w_flag, noun)
                         calls[OBSERVATIONS[obs]].append(
                             {
                                 "sentence": s_idx + 1,
                                 "sentence_text": sentence,
-                                "kind": f"descriptor ({e.desc_group})",
+                                "kind": kind,
                                 "text": words[p],
                                 "phrase": _phrase(e),
-                                "rule": _rule(e, "@desc", OBSERVATIONS[obs]),
+                                "rule": _rule(e, section, OBSERVATIONS[obs]),
                                 "code": c,
                                 "decided_by": _decider(code, found),
                                 "note": note,
