@@ -24,7 +24,7 @@ from mrgfast.reward import MCCSReward, extract_report, format_reward
 
 
 def test_grpo_trainer_with_chexbert_reward(tmp_path, tiny_chexbert):
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     ckpt, bert_path = tiny_chexbert
     backend = CheXbert(ckpt, bert_path, device="cpu")
@@ -36,23 +36,7 @@ def test_grpo_trainer_with_chexbert_reward(tmp_path, tiny_chexbert):
     dataset = datasets.Dataset.from_dict({"prompt": policy.PROMPTS, "report": policy.REFERENCES})
     ref_of = dict(zip(policy.PROMPTS, policy.REFERENCES))
     clinical = MCCSReward(reference_column="report", labeler=backend, name="mccs_chexbert")
-    args = GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=12,
-        max_steps=2,
-        logging_steps=1,
-        learning_rate=1e-3,
-        reward_weights=[0.75, 0.25],
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-    )
+    args = policy.grpo_args(tmp_path)
     recorder = policy.Recorder()
     trainer = GRPOTrainer(
         model=model,

@@ -130,29 +130,11 @@ class Recorder:
         )
 
 
-def _text(x):
-    """A logged prompt/completion as text (conversational ones are message lists)."""
-    return x if isinstance(x, str) else "".join(m["content"] for m in x)
+def grpo_args(tmp_path, **overrides):
+    """TRL's GRPOConfig for these tiny CPU runs: 2 steps of 8 completions (4 per prompt), the README's weights."""
+    from trl import GRPOConfig
 
-
-@pytest.mark.parametrize("conversational", [False, True], ids=["text", "chat"])
-def test_grpo_trainer_trains_with_mrgfast_rewards(tmp_path, conversational):
-    from trl import GRPOConfig, GRPOTrainer
-
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer)
-    if conversational:
-        tokenizer.chat_template = (
-            "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %} <start>{% endif %}"
-        )
-        prompts = [[{"role": "user", "content": p.replace(" <start>", "")}] for p in PROMPTS]
-        ref_of = {_text(p): r for p, r in zip(prompts, REFERENCES)}
-    else:
-        prompts = PROMPTS
-        ref_of = dict(zip(PROMPTS, REFERENCES))
-    dataset = datasets.Dataset.from_dict({"prompt": prompts, "report": REFERENCES})
-    clinical = MCCSReward(reference_column="report", margin=0.5, uncertain=1.0, name="mccs")
-    args = GRPOConfig(
+    kw = dict(
         output_dir=str(tmp_path),
         per_device_train_batch_size=8,
         num_generations=4,
@@ -167,9 +149,34 @@ def test_grpo_trainer_trains_with_mrgfast_rewards(tmp_path, conversational):
         fp16=False,
         save_strategy="no",
         seed=0,
-        temperature=1.0,
         dataloader_num_workers=0,
     )
+    return GRPOConfig(**{**kw, **overrides})
+
+
+def _text(x):
+    """A logged prompt/completion as text (conversational ones are message lists)."""
+    return x if isinstance(x, str) else "".join(m["content"] for m in x)
+
+
+@pytest.mark.parametrize("conversational", [False, True], ids=["text", "chat"])
+def test_grpo_trainer_trains_with_mrgfast_rewards(tmp_path, conversational):
+    from trl import GRPOTrainer
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer)
+    if conversational:
+        tokenizer.chat_template = (
+            "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %} <start>{% endif %}"
+        )
+        prompts = [[{"role": "user", "content": p.replace(" <start>", "")}] for p in PROMPTS]
+        ref_of = {_text(p): r for p, r in zip(prompts, REFERENCES)}
+    else:
+        prompts = PROMPTS
+        ref_of = dict(zip(PROMPTS, REFERENCES))
+    dataset = datasets.Dataset.from_dict({"prompt": prompts, "report": REFERENCES})
+    clinical = MCCSReward(reference_column="report", margin=0.5, uncertain=1.0, name="mccs")
+    args = grpo_args(tmp_path, temperature=1.0)
     recorder = Recorder()
     trainer = GRPOTrainer(
         model=model,
