@@ -91,33 +91,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    pytest.importorskip("trl")
-    pytest.importorskip("accelerate")
-    from mrgfast.data.synth import generate
-    from mrgfast.models.tiny import build_tiny
-
-    root = tmp_path_factory.mktemp("mp_assets")
-    annotation = generate(root / "data", n_train=8, n_val=0, n_test=2, image_size=56, views=1, seed=0)
-    model = build_tiny(
-        root / "model",
-        hidden_size=32,
-        num_layers=1,
-        num_heads=4,
-        vision_hidden=32,
-        vision_depth=1,
-        image_size=56,
-        seed=0,
-    )
-    return str(model), str(annotation)
-
-
-def test_two_cpu_processes_end_with_identical_lora_weights(assets, tmp_path):
+def test_two_cpu_processes_end_with_identical_lora_weights(launch_assets, tmp_path):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     if accelerate is None:
         pytest.skip("accelerate's launcher is not installed")
-    model, annotation = assets
+    model, annotation = launch_assets
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     env = dict(

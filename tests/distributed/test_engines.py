@@ -41,21 +41,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    pytest.importorskip("trl")
-    pytest.importorskip("accelerate")
-    from mrgfast.data.synth import generate
-    from mrgfast.models.tiny import build_tiny
-
-    root = tmp_path_factory.mktemp("engine_assets")
-    annotation = generate(root / "data", n_train=8, n_val=0, n_test=2, image_size=56, views=1, seed=0)
-    model = build_tiny(
-        root / "model", hidden_size=32, num_layers=1, num_heads=4, vision_hidden=32, vision_depth=1, image_size=56
-    )
-    return str(model), str(annotation)
-
-
 def launch(config: str, extra_env: dict, out: Path, model: str, annotation: str, script: Path = WORKER):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     if accelerate is None:
@@ -85,11 +70,11 @@ def launch(config: str, extra_env: dict, out: Path, model: str, annotation: str,
 
 
 @pytest.fixture(scope="module")
-def runs(assets, tmp_path_factory):
+def runs(launch_assets, tmp_path_factory):
     """Each engine's two rank records and tensors, run once per module."""
     from safetensors.torch import load_file
 
-    model, annotation = assets
+    model, annotation = launch_assets
     results = {}
 
     def get(name):
@@ -167,7 +152,7 @@ print("ACCEPTED", acc.distributed_type, flush=True)
         ("fsdp.yaml", {}, "NO"),
     ],
 )
-def test_a_config_that_degrades_is_refused(assets, tmp_path, config, env, runs_as):
+def test_a_config_that_degrades_is_refused(launch_assets, tmp_path, config, env, runs_as):
     """An FSDP / DeepSpeed config that accelerate silently runs as MULTI_CPU or NO stops the run."""
     script = tmp_path / "check.py"
     script.write_text(WRONG_TYPE_WORKER)
