@@ -35,6 +35,26 @@ def _trainer(tmp_path, synth_dir, model_dir, small, **grpo):
     )
 
 
+def _record_both_paths(trainer) -> list:
+    """Make every no-grad log-prob pass of ``trainer`` also run TRL's own path; returns the list that collects
+    ``(mrgfast's log-probs, TRL's log-probs)`` per pass (training keeps mrgfast's)."""
+    passes = []
+    real = trainer._get_per_token_logps_and_entropies
+
+    def both(model, *a, **kw):
+        out = real(model, *a, **kw)
+        if not torch.is_grad_enabled():
+            trainer.use_fused_logps = False
+            try:
+                passes.append((out[0], real(model, *a, **kw)[0]))
+            finally:
+                trainer.use_fused_logps = True
+        return out
+
+    trainer._get_per_token_logps_and_entropies = both
+    return passes
+
+
 @pytest.mark.parametrize("temperature", ["1.0", "0.7"])
 def test_reference_and_old_logps_equal_trl(tmp_path, synth_dir, tiny_model_dir, small, monkeypatch, temperature):
     import mrgfast.kernels as K
@@ -52,21 +72,7 @@ def test_reference_and_old_logps_equal_trl(tmp_path, synth_dir, tiny_model_dir, 
         return real_kernel(*a, **kw)
 
     monkeypatch.setattr(K, "token_logps", counting_kernel)
-    passes = []
-    real = trainer._get_per_token_logps_and_entropies
-
-    def both(model, *a, **kw):
-        out = real(model, *a, **kw)
-        if not torch.is_grad_enabled():
-            trainer.use_fused_logps = False
-            try:
-                trl = real(model, *a, **kw)
-            finally:
-                trainer.use_fused_logps = True
-            passes.append((out[0], trl[0]))
-        return out
-
-    trainer._get_per_token_logps_and_entropies = both
+    passes = _record_both_paths(trainer)
     trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
     # LoRA starts at B = 0 (policy == reference): move the adapter so the two passes differ
     with torch.no_grad():
@@ -136,20 +142,7 @@ def test_padded_untied_head_built_by_the_cli_equals_trl(tmp_path, synth_dir, sma
     base = trainer.model.get_base_model()
     head, emb = base.get_output_embeddings(), base.get_input_embeddings()
     assert head.weight.shape[0] == 1000 and head.weight.data_ptr() != emb.weight.data_ptr()
-    passes = []
-    real = trainer._get_per_token_logps_and_entropies
-
-    def both(model, *a, **kw):
-        out = real(model, *a, **kw)
-        if not torch.is_grad_enabled():
-            trainer.use_fused_logps = False
-            try:
-                passes.append((out[0], real(model, *a, **kw)[0]))
-            finally:
-                trainer.use_fused_logps = True
-        return out
-
-    trainer._get_per_token_logps_and_entropies = both
+    passes = _record_both_paths(trainer)
     trainer.current_gradient_accumulation_steps = 1
     trainer.model.train()
     trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
