@@ -255,9 +255,8 @@ def test_text_prompts_each_family(openrlhf, family_tokenizers, family):
     assert [float(e.info["format"].flatten()[0]) for e in experiences] == [1.0, 1.0, 0.0, 1.0]
 
 
-def test_qwen2_5_vl_image_prompts(openrlhf, qwen_vl_processor, monkeypatch):
-    """The query's prompt part has the image placeholder expanded; the prompt shows the tags too."""
-    want = expected_scores(RESPONSES, REFERENCES)
+def _record_label_threads(monkeypatch) -> list:
+    """Wrap ``engine.label`` (what the reward calls) so each call's ``threads`` lands in the returned list."""
     calls = []
     real_label = engine.label
 
@@ -266,6 +265,13 @@ def test_qwen2_5_vl_image_prompts(openrlhf, qwen_vl_processor, monkeypatch):
         return real_label(reports, threads=threads, **kwargs)
 
     monkeypatch.setattr(engine, "label", recording_label)
+    return calls
+
+
+def test_qwen2_5_vl_image_prompts(openrlhf, qwen_vl_processor, monkeypatch):
+    """The query's prompt part has the image placeholder expanded; the prompt shows the tags too."""
+    want = expected_scores(RESPONSES, REFERENCES)
+    calls = _record_label_threads(monkeypatch)
     executor = openrlhf.Executor(remote_rm_url=[MRG])
     image = Image.fromarray(np.full((56, 56, 3), 128, dtype=np.uint8))
     responses = [r + "<|im_end|>" for r in RESPONSES]
@@ -307,14 +313,7 @@ def test_settings_in_the_reward_file(openrlhf, qwen_tokenizer, tmp_path, monkeyp
     """Settings bound in a written reward file reach Ray workers as a path, not the environment."""
     want = expected_scores(RESPONSES, REFERENCES, margin=0.5)
     other = expected_scores(RESPONSES, REFERENCES, margin=0.0)
-    calls = []
-    real_label = engine.label
-
-    def recording_label(reports, *, threads=None, **kwargs):
-        calls.append(threads)
-        return real_label(reports, threads=threads, **kwargs)
-
-    monkeypatch.setattr(engine, "label", recording_label)
+    calls = _record_label_threads(monkeypatch)
     monkeypatch.setenv("MRGFAST_MARGIN", "0.0")  # ignored: the file's settings are used
     path = tmp_path / "reward_mrg.py"
     assert mrg_openrlhf.main([str(path), "--margin", "0.5", "--threads", "2"]) == 0
