@@ -41,7 +41,8 @@ def available() -> bool:
     return _kernel() is not None
 
 
-def _base_model(model):
+def base_model(model):
+    """The transformers model inside DDP-style ``.module`` wrappers and a PEFT model (whose head it owns)."""
     m = model
     while hasattr(m, "module") and isinstance(m.module, torch.nn.Module):  # DDP and similar wrappers
         m = m.module
@@ -63,7 +64,7 @@ def _sharded(param) -> bool:
 
 def supported(model, *, cast_lm_head_to_fp32: bool = False) -> bool:
     """Whether :class:`TokenLogpsModel` computes exactly what TRL's fused head would for ``model``."""
-    base = _base_model(model)
+    base = base_model(model)
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     if head is None or getattr(head, "weight", None) is None or cast_lm_head_to_fp32:
         return False
@@ -83,7 +84,7 @@ class TokenLogpsModel:
 
     def __init__(self, model, temperature: float):
         self.model = model
-        self.base = _base_model(model)
+        self.base = base_model(model)
         self.temperature = float(temperature)
 
     def __call__(self, *, labels, fused_lm_head=True, **kwargs):

@@ -16,9 +16,9 @@ import torch
 
 
 def _head(model):
-    from mrgfast.train.fused_logps import _base_model
+    from mrgfast.train.fused_logps import base_model
 
-    base = _base_model(model)
+    base = base_model(model)
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     return head if type(head) is torch.nn.Linear else None
 

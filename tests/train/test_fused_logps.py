@@ -104,7 +104,7 @@ def test_switch_off_and_unsupported_heads_use_trl(tmp_path, synth_dir, tiny_mode
     trainer = _trainer(tmp_path, synth_dir, tiny_model_dir, small, beta="0.05")
     assert fused_logps.supported(trainer.model)
     assert not fused_logps.supported(trainer.model, cast_lm_head_to_fp32=True)
-    base = fused_logps._base_model(trainer.model)
+    base = fused_logps.base_model(trainer.model)
     base.config.get_text_config().final_logit_softcapping = 30.0
     try:
         assert not fused_logps.supported(trainer.model)
