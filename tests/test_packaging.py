@@ -68,12 +68,68 @@ def test_kernels_live_inside_the_package():
         assert not (ROOT / folder / "__init__.py").exists(), f"{folder}/ must not be a regular package"
 
 
-def test_no_top_level_kernels_package_from_this_repo():
-    """With the repository root on sys.path (editable install, `python -m pytest`), `kernels` is at most a
-    namespace portion, which never shadows Hugging Face's `kernels` and which transformers treats as absent."""
+def _resolve_kernels(path: list[Path]) -> str:
+    """Where ``import kernels`` resolves with ``path`` first on sys.path, in a clean interpreter: the module's
+    file, ``namespace:<folders>`` for a namespace package, or ``absent``."""
+    code = (
+        "import importlib.util, sys\n"
+        f"sys.path[:0] = {[str(p) for p in path]!r}\n"
+        "spec = importlib.util.find_spec('kernels')\n"
+        "if spec is None: print('absent')\n"
+        "elif spec.origin in (None, 'namespace'): print('namespace:' + '|'.join(spec.submodule_search_locations))\n"
+        "else: print(spec.origin)\n"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
+
+
+def _root_kernels_shadows(root: Path, site: Path) -> bool:
+    """Can ``root``'s own top-level ``kernels/`` shadow the ``kernels`` package installed in ``site``? With the root
+    first on sys.path (an editable install's .pth, ``python -m pytest`` from the root), the import must still find
+    the installed one. (Where ``site`` lies does not matter: a ``.venv/`` inside the root is fine.)"""
+    found = _resolve_kernels([root, site])
+    own = (root / "kernels").resolve()
+    if found.startswith("namespace:"):
+        return any(Path(p).resolve() == own for p in found.removeprefix("namespace:").split("|"))
+    return found != "absent" and own in Path(found).resolve().parents
+
+
+def _fake_installed_kernels(site: Path) -> Path:
+    (site / "kernels").mkdir(parents=True)
+    (site / "kernels" / "__init__.py").write_text("INSTALLED = True\n")
+    return site
+
+
+def test_repository_kernels_folder_cannot_shadow_an_installed_kernels(tmp_path):
+    """This repository's kernels/ (a catalogue, no __init__.py) never hides Hugging Face's ``kernels``, wherever that
+    is installed: in a site folder of its own, or in a .venv/ inside the repository root (what scripts/setup.sh
+    makes, and transformers >= 5.25 installs ``kernels`` there)."""
+    assert not _root_kernels_shadows(ROOT, _fake_installed_kernels(tmp_path / "site"))
+    assert not _root_kernels_shadows(ROOT, _fake_installed_kernels(tmp_path / "repo" / ".venv" / "site"))
+    # the same layout as this checkout: a catalogue folder at the root and kernels installed in root/.venv/
+    root = tmp_path / "repo"
+    (root / "kernels").mkdir()
+    (root / "kernels" / "README.md").write_text("catalogue\n")
+    assert not _root_kernels_shadows(root, root / ".venv" / "site")
+
+
+def test_a_regular_kernels_package_at_the_root_is_caught(tmp_path):
+    """The check above can fail: an ``__init__.py`` in the root's kernels/ makes it a regular package that wins
+    over the installed one (inside or outside the root)."""
+    root = tmp_path / "repo"
+    (root / "kernels").mkdir(parents=True)
+    (root / "kernels" / "__init__.py").write_text("")
+    assert _root_kernels_shadows(root, _fake_installed_kernels(tmp_path / "site"))
+    assert _root_kernels_shadows(root, _fake_installed_kernels(root / ".venv" / "site"))
+
+
+def test_this_environment_imports_kernels_from_outside_the_repository_folder():
+    """In this very environment (repository root on sys.path), ``kernels`` is Hugging Face's when installed, a
+    namespace portion (which transformers treats as absent) otherwise, and mrgfast's ops stay mrgfast.kernels."""
     spec = importlib.util.find_spec("kernels")
-    if spec is not None:
-        assert spec.origin in (None, "namespace") or str(ROOT) not in spec.origin, spec.origin
+    own = (ROOT / "kernels").resolve()
+    if spec is not None and spec.origin not in (None, "namespace"):
+        assert own not in Path(spec.origin).resolve().parents, spec.origin
     from transformers.utils.import_utils import is_kernels_available
 
     if spec is None or spec.origin in (None, "namespace"):
