@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import sysconfig
 import tomllib
 from dataclasses import dataclass
 from importlib import metadata
@@ -124,9 +125,11 @@ def lock_problems(pins: list[Pin], wants: list[Needed]) -> list[str]:
 
 
 def installed() -> dict[str, str]:
-    """Canonical name -> version of every distribution this interpreter sees (pip freeze --all, as a dict)."""
+    """Canonical name -> version of every distribution installed in this interpreter's environment (pip freeze
+    --all, as a dict): its site-packages only, not whatever a test or a .pth has put on sys.path since."""
     out = {}
-    for dist in metadata.distributions():
+    site = sorted({sysconfig.get_paths()[key] for key in ("purelib", "platlib")})
+    for dist in metadata.distributions(path=site):
         name = dist.metadata["Name"]
         if name:
             out.setdefault(canonicalize_name(name), dist.version)

@@ -55,6 +55,13 @@ class MrgConfig:
     )
     stages: list[str] = field(default_factory=lambda: ["sft", "grpo"], metadata={"help": "Stages to run, in order."})
     seed: int = field(default=42, metadata={"help": "Seed of data order, init, sampling (copied into each stage)."})
+    threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch's intra-op threads for the run (None: OMP_NUM_THREADS when set, else every core). "
+            "Results are identical on one machine with the same threads; other counts round differently."
+        },
+    )
     # ---- model
     model_name_or_path: str | None = field(default=None, metadata={"help": "Local model folder (no downloads)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow the model folder's own code to run."})
@@ -446,10 +453,11 @@ def validate_mrg(m: MrgConfig) -> None:
         check_mccs_params(m.mccs_margin, m.mccs_uncertain)
     except ValueError as e:
         raise ConfigError(f"mccs_margin/mccs_uncertain: {e}") from None
-    try:
-        check_threads(m.reward_threads, "reward_threads")
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+    for name in ("threads", "reward_threads"):
+        try:
+            check_threads(getattr(m, name), name)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
     if m.evaluate and m.eval_split == m.train_split:
         raise ConfigError(f"eval_split and train_split are both {m.train_split!r}: held-out numbers need another split")
 

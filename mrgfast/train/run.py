@@ -243,7 +243,9 @@ def _run(cfg: RunConfig, *, resume: str | None, overwrite: bool) -> int:
         raise RunError("no model: set model_name_or_path (--model-path DIR)")
     if not m.annotation:
         raise RunError("no dataset: set annotation (--annotation PATH/annotation.json)")
-    if not os.environ.get("OMP_NUM_THREADS"):  # respect an explicit thread budget (several runs per machine)
+    if m.threads is not None:
+        torch.set_num_threads(m.threads)
+    elif not os.environ.get("OMP_NUM_THREADS"):  # respect an explicit thread budget (several runs per machine)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     set_seed(m.seed)
     instruction = m.instruction or DEFAULT_INSTRUCTION

@@ -197,6 +197,7 @@ def cli_main(capsys):
         ("mccs_margin", "nan", "margin"),
         ("reward_threads", "0", "reward_threads must be between 1 and 256"),
         ("reward_threads", "100000000000", "reward_threads must be between 1 and 256"),
+        ("threads", "0", "threads must be between 1 and 256"),
         ("seed", "-1", "seed must be an integer in [0, 2**32)"),
         ("lora_dropout", "1.5", "lora_dropout must be in [0, 1)"),
         ("lora_r", "0", "lora_r must be at least 1"),
