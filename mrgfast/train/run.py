@@ -377,6 +377,10 @@ def _load(cfg: RunConfig, model_path: str):
     model = load_model(
         model_path, attn_implementation=m.attn_implementation, dtype=m.dtype, trust_remote_code=m.trust_remote_code
     )
+    if m.vision_packed_attention:
+        from mrgfast.models.vision_attention import use_packed_vision_attention
+
+        use_packed_vision_attention(model)
     return model, processor
 
 
