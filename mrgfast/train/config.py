@@ -117,6 +117,14 @@ class MrgConfig:
             "mrgfast.kernels.token_logps (each falls back to TRL's when unavailable or unsupported)."
         },
     )
+    vision_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Encode each distinct image once per generation batch, without gradients, and reuse its "
+            "embeddings in generation, the old/reference log-prob passes and the policy pass (exact; the plain "
+            "path, with a log line, when the vision tower trains, is sharded or has dropout)."
+        },
+    )
     vision_packed_attention: bool = field(
         default=True,
         metadata={
@@ -153,7 +161,7 @@ MRG_FIELDS = {f.name: f for f in dataclasses.fields(MrgConfig)}
 # The speed switches of `mrgfast train` (MrgConfig booleans, each on by default where it is exact). The benches read
 # this tuple: `bench/bench_trainer.py` and `bench/gpu_trainer.py` run every lever off in turn; a new lever joins the
 # ablation by adding its field name here.
-SPEED_LEVERS = ("use_fused_loss", "vision_packed_attention")
+SPEED_LEVERS = ("use_fused_loss", "vision_cache", "vision_packed_attention")
 ALIASES = {"model_path": "model_name_or_path", "model": "model_name_or_path", "dataset": "dataset_kind"}
 
 

@@ -445,6 +445,7 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
         peft_config=_peft(cfg, model) if m.grpo_use_lora else None,
         callbacks=cbs,
         use_fused_loss=m.use_fused_loss,
+        vision_cache=m.vision_cache,
         data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"),
     )
     _log_trainable(trainer.model, "grpo")
