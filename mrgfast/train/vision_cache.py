@@ -10,8 +10,8 @@ of the step.
 
 How: inside :meth:`VisionCache.active` the tower's own ``forward`` is swapped for the time of the block (as
 :mod:`mrgfast.train.generation_head` does for the LM head; the model and its inputs are untouched). A call splits
-``pixel_values`` into images by ``grid_thw`` (``t·h·w`` patch rows each), finds each image by content — an exact
-integer fingerprint of its bits, confirmed with ``torch.equal`` on a hit — runs the real ``forward`` without
+``pixel_values`` into images by ``grid_thw`` (``t·h·w`` patch rows each), finds each image by content — an integer
+fingerprint of sampled bits of its rows, every hit confirmed with ``torch.equal`` — runs the real ``forward`` without
 gradients once on the images not seen yet, and returns the per-image outputs concatenated in the caller's order:
 ``pooler_output`` (the merged embeddings the language model takes) and ``last_hidden_state``. The key also holds
 the grid, the dtype, the device and the autocast state, so an entry is exactly what that call would have computed
@@ -40,6 +40,7 @@ log = logging.getLogger("mrgfast.train")
 # the vision towers whose forward is (pixel rows, grid_thw) -> pooler_output (merged) + last_hidden_state (patches)
 TOWER_ATTRIBUTES = ("visual",)
 _MODULUS = 2_147_483_647  # 2**31 - 1: keeps every partial sum of the fingerprint inside int64
+SAMPLED_WORDS = 64  # 16-bit words of each patch row the fingerprint reads (torch.equal confirms every hit)
 
 
 def vision_tower(model):
@@ -183,30 +184,32 @@ class VisionCache:
         return _assemble(self._entries, keys)
 
     def _fingerprints(self, pixels: torch.Tensor, rows: list[int]) -> list[tuple[int, ...]]:
-        """Per image, two integers that depend on every bit of its patch rows and on their order (exact
-        integer arithmetic: the same bits give the same numbers whatever the batch around them)."""
-        data = pixels.detach().contiguous()
+        """Per image, two integers over :data:`SAMPLED_WORDS` fixed 16-bit words of each of its patch rows, in row
+        order (exact integer arithmetic: the same bits give the same numbers whatever the batch around them). Two
+        images that agree on the sampled words get the same fingerprint; ``torch.equal`` on the whole image then
+        tells them apart, so the cache stays exact and the fingerprint stays cheap."""
+        data = pixels.detach()
         if data.element_size() % 2:
             data = data.to(torch.float16 if data.element_size() == 1 else torch.float32)
-        words = data.view(torch.int16).reshape(data.size(0), -1)  # 16-bit words of each row
-        n_rows, width = words.shape
+        words = data.contiguous().view(torch.int16).reshape(data.size(0), -1)  # 16-bit words of each row
+        width = words.size(1)
         key = (width, str(words.device))
         if key not in self._weights:
             g = torch.Generator().manual_seed(0x5EED)
-            self._weights[key] = torch.randint(1, 4096, (2, width), generator=g, dtype=torch.int64).to(words.device)
-        col_w = self._weights[key]
+            cols = torch.randperm(width, generator=g)[: min(width, SAMPLED_WORDS)].sort().values
+            weights = torch.randint(1, 4096, (2, cols.numel()), generator=g, dtype=torch.int64)
+            self._weights[key] = (cols.to(words.device), weights.to(words.device))
+        cols, col_w = self._weights[key]
+        sampled = words.index_select(1, cols).to(torch.int64) + 32768  # [rows, sampled words] in [0, 65536)
         local = torch.cat([torch.arange(n, device=words.device, dtype=torch.int64) for n in rows])
         image = torch.repeat_interleave(
             torch.arange(len(rows), device=words.device), torch.tensor(rows, device=words.device)
         )
         out = torch.zeros(2, len(rows), dtype=torch.int64, device=words.device)
-        step = max(1, (1 << 24) // max(width, 1))  # bounded temporaries: 16M words at a time
-        for s in range(0, n_rows, step):
-            w = words[s : s + step].to(torch.int64) + 32768  # [0, 65536)
-            for h in range(2):
-                per_row = (w * col_w[h]).sum(dim=1) % _MODULUS  # < 2**16 * 2**12 * width: no overflow
-                row_w = (local[s : s + step] * (2654435761 if h else 40503) + 12345 + h) % 1048573 + 1
-                out[h].index_add_(0, image[s : s + step], (per_row * row_w) % _MODULUS)
+        for h in range(2):
+            per_row = (sampled * col_w[h]).sum(dim=1) % _MODULUS  # < 2**16 * 2**12 * 64: no overflow
+            row_w = (local * (2654435761 if h else 40503) + 12345 + h) % 1048573 + 1
+            out[h].index_add_(0, image, (per_row * row_w) % _MODULUS)
         return [tuple(x) for x in out.T.tolist()]
 
 

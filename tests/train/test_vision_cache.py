@@ -90,6 +90,7 @@ def _logps(trainer, inputs):
             pixel_values=inputs["pixel_values"],
             image_grid_thw=inputs["image_grid_thw"],
             num_images=inputs["num_images"],
+            mm_token_type_ids=inputs.get("mm_token_type_ids"),
         )[0]
 
 
@@ -219,18 +220,43 @@ def test_duplicates_inside_one_call_and_collisions(tiny_model_dir):
     torch.testing.assert_close(got.pooler_output[4:], plain_b.pooler_output, rtol=1e-5, atol=1e-6)
 
 
-def test_fingerprint_is_exact_and_order_sensitive():
+def test_fingerprint_is_batch_independent_and_order_sensitive():
     cache = VisionCache()
     x = torch.randn(20, 1176, generator=torch.Generator().manual_seed(1))
     fp = cache._fingerprints(x, [8, 12])
     assert cache._fingerprints(torch.cat([x[8:], x[:8]]), [12, 8]) == fp[::-1]  # independent of the batch around it
+    cols, _ = cache._weights[(2 * 1176, "cpu")]
     y = x.clone()
-    y[3, 7] = torch.nextafter(y[3, 7], torch.tensor(10.0))  # one ulp of one value
+    y.view(torch.int16).reshape(20, -1)[3, int(cols[5])] ^= 1  # one bit of one sampled word
     assert cache._fingerprints(y, [8, 12])[0] != fp[0]
     swapped = x[:8].clone()[[1, 0, 2, 3, 4, 5, 6, 7]]
     assert cache._fingerprints(swapped, [8])[0] != fp[0]  # row order matters
     half = cache._fingerprints(x.to(torch.bfloat16), [8, 12])
     assert len(half) == 2 and half[0] != fp[0]
+
+
+def test_an_image_differing_only_in_unsampled_bits_is_encoded_on_its_own(tiny_model_dir):
+    from mrgfast.models.loading import load_model
+
+    model = load_model(tiny_model_dir)
+    tower = vision_tower(model)
+    tower.requires_grad_(False)
+    a = torch.randn(16, 1176, generator=torch.Generator().manual_seed(2))
+    cache = VisionCache()
+    cache._fingerprints(a, [16])
+    cols, _ = cache._weights[(2 * 1176, "cpu")]
+    unsampled = next(c for c in range(2 * 1176) if c not in set(cols.tolist()))
+    b = a.clone()
+    b.view(torch.int16).reshape(16, -1)[0, unsampled] ^= 1 << 14  # a different image the fingerprint cannot see
+    assert cache._fingerprints(a, [16]) == cache._fingerprints(b, [16])
+    grid = torch.tensor([[1, 4, 4], [1, 4, 4]])
+    with torch.no_grad():
+        with cache.active(model):
+            got = tower(torch.cat([a, b]), grid_thw=grid).last_hidden_state
+        plain = tower(torch.cat([a, b]), grid_thw=grid).last_hidden_state
+    assert cache.images_encoded == 2
+    torch.testing.assert_close(got, plain, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(got[:16], got[16:])
 
 
 def test_training_vision_tower_falls_back_with_a_log_line(tmp_path, two_view_dir, tiny_model_dir, small, train_log):
