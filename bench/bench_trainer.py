@@ -6,7 +6,12 @@ qwen2.5-vl-vocab`` is Qwen2.5-VL's LM head on a small model (hidden 896, 14 head
 151,936-row vocabulary, tiny vision tower; ``--untied-head`` for the 7B's own head weight), where the LM head,
 the loss and the reference log-probs dominate the step: GRPO with LoRA, beta 0.04, 4 prompts x 4 completions x
 32 tokens, plain TRL (its default chunked head) vs ``mrgfast train``, checked against the floors
-(>= 2.0x steps/s, <= 0.70x peak RSS).
+(>= 2.0x steps/s, <= 0.70x peak RSS). ``--shape qwen2.5-vl-vision`` is a step spent, like the GPU's 3B step,
+in the vision tower, generation and the decoder rather than the LM head: Qwen2.5-VL-3B's vision tower at half
+width (8 heads of 80, MLP ratio 2.67) cut to 2 blocks (one windowed, one full attention), 2 views of 168 px
+per prompt, a 4-layer decoder of width 512, 2 prompts x 4 completions x 64 tokens, LoRA r 16, beta 0.04,
+gradient checkpointing, 1 thread; it runs plain TRL, ``mrgfast train`` with every speed lever on, and with each
+lever off in turn (floor: >= 2.0x plain TRL's steps/s).
 
 Variants, each in a fresh process (so peak RSS is its own), on the same model, data, LoRA and
 ``GRPOConfig`` (the ``tiny`` preset's GRPO stage, built by :func:`mrgfast.train.config.build_config`):
@@ -16,7 +21,9 @@ Variants, each in a fresh process (so peak RSS is its own), on the same model, d
   :mod:`mrgfast.reference`, the format check), ``reward_weights=[0.75, 0.25]``;
 * ``trl+mrgfast-reward`` — ``trl.GRPOTrainer`` with the drop-in :mod:`mrgfast.reward` functions;
 * ``mrgfast`` — ``mrgfast train`` itself (:func:`mrgfast.train.run.run`, GRPO stage): its
-  ``MrgGRPOTrainer``, its rewards, its loaders.
+  ``MrgGRPOTrainer``, its rewards, its loaders, every speed lever on;
+* ``mrgfast-no:LEVER`` — the same with one lever of :data:`mrgfast.train.config.SPEED_LEVERS` off
+  (``--variants ablation``: each in turn); the table's "lever gain" is all-on steps/s over lever-off steps/s.
 
 Measured per optimizer step (after ``--warmup`` steps): wall and process CPU time (a ``TrainerCallback``),
 generation time (TRL's ``transformers.generate`` profiling span), reward time (TRL's
@@ -24,12 +31,15 @@ generation time (TRL's ``transformers.generate`` profiling span), reward time (T
 ``num_tokens`` log: prompt + completion tokens). Reported: steps/s, tokens/s, completion tokens/s,
 peak RSS, and the step-time split: generation, reference/old log-probs (TRL's no-grad
 ``_get_per_token_logps_and_entropies`` passes), loss forward (TRL's ``compute_loss`` span) + backward
-(``Accelerator.backward``), optimizer (``optimizer.step``), rewards, other. ``--rounds N`` repeats the variants
-interleaved (A B C A B C) and pools the steps, which evens out a noisy machine.
+(``Accelerator.backward``), optimizer (``optimizer.step``), rewards, other, and inside those the vision tower's
+forward calls (vision encoding). Every ``mrgfast`` variant also scores plain TRL's first micro-batch before its
+own first step (loss, and per-token log-probs against TRL's reference log-probs: same weights at step 1).
+``--rounds N`` repeats the variants interleaved (A B C A B C) and pools the steps, which evens out a noisy machine.
 
     python bench/bench_trainer.py                       # tiny preset shapes, 2 rounds x 4 timed steps per variant
     python bench/bench_trainer.py --steps 3 --rounds 1  # quicker
     python bench/bench_trainer.py --shape qwen2.5-vl-vocab   # real vocabulary -> trainer_cpu_real_vocab.json
+    python bench/bench_trainer.py --shape qwen2.5-vl-vision  # vision-heavy step, lever ablation -> trainer_cpu_vision.json
 
 Writes ``bench/results/trainer_cpu.json`` (``--shape tiny``; with the machine and its load) and prints the
 table and the acceptance check (``mrgfast`` steps/s >= ``trl+py-reward``'s; rewards < 1 % of its step time).
@@ -784,6 +794,7 @@ def lever_gains(summary: dict) -> dict:
             continue
         out[name[len(LEVER_OFF) :]] = {
             "gain": on["steps_per_s"] / s["steps_per_s"],
+            "cpu_time_gain": s["cpu_s_per_step"] / on["cpu_s_per_step"],  # steadier on a shared machine
             "share_of_lever_off_step": 1 - s["steps_per_s"] / on["steps_per_s"],
             "step_s_off": s["step_s_mean"],
             "step_s_on": on["step_s_mean"],
@@ -837,6 +848,10 @@ def table(summary: dict) -> str:
         row(
             "lever gain (on / off)",
             lambda s: f"{on['steps_per_s'] / s['steps_per_s']:.3f}x" if s is not on and s.get("levers") else "",
+        )
+        row(
+            "lever gain in CPU time",
+            lambda s: f"{s['cpu_s_per_step'] / on['cpu_s_per_step']:.3f}x" if s is not on and s.get("levers") else "",
         )
     return "\n".join(lines)
 
@@ -1055,7 +1070,7 @@ def main(argv=None) -> int:
         for name, gd in gains.items():
             print(
                 f"  {name:<28} gain {gd['gain']:.3f}x  (step {gd['step_s_off']:.2f} s off -> {gd['step_s_on']:.2f} s on, "
-                f"{100 * gd['share_of_lever_off_step']:.0f} % of the lever-off step)"
+                f"{100 * gd['share_of_lever_off_step']:.0f} % of the lever-off step; CPU time {gd['cpu_time_gain']:.3f}x)"
             )
     if hasattr(os, "getloadavg"):
         info["loadavg_at_end"] = os.getloadavg()
