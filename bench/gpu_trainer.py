@@ -412,6 +412,7 @@ def main(argv=None) -> int:
     t_run = time.time()
     results: dict = {name: {} for name, _, _ in phases}
     skipped: dict = {}
+    failed: dict = {}  # "phase:variant" -> traceback
     for phase, new_tokens, variants in phases:
         for v in variants:
             elapsed = time.time() - t_run
@@ -428,6 +429,12 @@ def main(argv=None) -> int:
             t0 = time.time()
             try:
                 res = BT.run_variant(spec(new_tokens), v)
+            except Exception as e:  # one variant's failure must not cost the others their measurements
+                import traceback
+
+                failed[f"{phase}:{v}"] = "".join(traceback.format_exception(e))[-3000:]
+                print(f"  {phase:<10} {v:<36} FAILED: {type(e).__name__}: {e}", flush=True)
+                continue
             finally:
                 release()
             res["new_tokens"] = new_tokens
@@ -449,6 +456,9 @@ def main(argv=None) -> int:
     if "ablation" in summaries and "mrgfast" not in summaries["ablation"] and "mrgfast" in summaries["acceptance"]:
         gains = BT.lever_gains({**summaries["ablation"], "mrgfast": summaries["acceptance"]["mrgfast"]})
     checks = {}
+    for key in failed:
+        phase, v = key.split(":", 1)
+        skipped.setdefault(v, f"failed in the {phase} phase (traceback in the JSON file)")
     acc = summaries["acceptance"]
     if "trl+py-reward" in acc and "mrgfast" in acc:
         a, b = acc["mrgfast"], acc["trl+py-reward"]
@@ -473,6 +483,7 @@ def main(argv=None) -> int:
     tables = {
         phase: variant_table(s, "trl+py-reward" if phase == "acceptance" else "mrgfast")
         for phase, s in summaries.items()
+        if s
     }
     print()
     for phase, tbl in tables.items():
@@ -517,6 +528,7 @@ def main(argv=None) -> int:
                 "summary": summaries,
                 "lever_gains": gains,
                 "skipped": skipped,
+                "failed": failed,
                 "checks": checks,
                 "raw": results,
                 "seconds": round(time.time() - t_start, 1),
@@ -535,7 +547,7 @@ def main(argv=None) -> int:
             f"{args.steps} timed step(s) after {args.warmup} warm-up per variant. Command: `python "
             f"bench/gpu_trainer.py`. Plain TRL uses plain-Python rewards of the same output; vision encoding is the "
             f"vision tower's forward time inside the other columns.\n\n"
-            f"Acceptance step ({args.new_tokens} new tokens):\n\n{tables['acceptance']}\n"
+            f"Acceptance step ({args.new_tokens} new tokens):\n\n{tables.get('acceptance', '(no variant ran)')}\n"
         )
         if "ablation" in tables:
             section += (
