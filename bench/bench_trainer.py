@@ -6,7 +6,12 @@ qwen2.5-vl-vocab`` is Qwen2.5-VL's LM head on a small model (hidden 896, 14 head
 151,936-row vocabulary, tiny vision tower; ``--untied-head`` for the 7B's own head weight), where the LM head,
 the loss and the reference log-probs dominate the step: GRPO with LoRA, beta 0.04, 4 prompts x 4 completions x
 32 tokens, plain TRL (its default chunked head) vs ``mrgfast train``, checked against the floors
-(>= 2.0x steps/s, <= 0.70x peak RSS).
+(>= 2.0x steps/s, <= 0.70x peak RSS). ``--shape qwen2.5-vl-vision`` is a step spent, like the GPU's 3B step,
+in the vision tower, generation and the decoder rather than the LM head: Qwen2.5-VL-3B's vision tower at half
+width (8 heads of 80, MLP ratio 2.67) cut to 2 blocks (one windowed, one full attention), 2 views of 168 px
+per prompt, a 4-layer decoder of width 512, 2 prompts x 4 completions x 64 tokens, LoRA r 16, beta 0.04,
+gradient checkpointing, 1 thread; it runs plain TRL, ``mrgfast train`` with every speed lever on, and with each
+lever off in turn (floor: >= 2.0x plain TRL's steps/s).
 
 Variants, each in a fresh process (so peak RSS is its own), on the same model, data, LoRA and
 ``GRPOConfig`` (the ``tiny`` preset's GRPO stage, built by :func:`mrgfast.train.config.build_config`):
@@ -16,7 +21,9 @@ Variants, each in a fresh process (so peak RSS is its own), on the same model, d
   :mod:`mrgfast.reference`, the format check), ``reward_weights=[0.75, 0.25]``;
 * ``trl+mrgfast-reward`` — ``trl.GRPOTrainer`` with the drop-in :mod:`mrgfast.reward` functions;
 * ``mrgfast`` — ``mrgfast train`` itself (:func:`mrgfast.train.run.run`, GRPO stage): its
-  ``MrgGRPOTrainer``, its rewards, its loaders.
+  ``MrgGRPOTrainer``, its rewards, its loaders, every speed lever on;
+* ``mrgfast-no:LEVER`` — the same with one lever of :data:`mrgfast.train.config.SPEED_LEVERS` off
+  (``--variants ablation``: each in turn); the table's "lever gain" is all-on steps/s over lever-off steps/s.
 
 Measured per optimizer step (after ``--warmup`` steps): wall and process CPU time (a ``TrainerCallback``),
 generation time (TRL's ``transformers.generate`` profiling span), reward time (TRL's
@@ -24,12 +31,15 @@ generation time (TRL's ``transformers.generate`` profiling span), reward time (T
 ``num_tokens`` log: prompt + completion tokens). Reported: steps/s, tokens/s, completion tokens/s,
 peak RSS, and the step-time split: generation, reference/old log-probs (TRL's no-grad
 ``_get_per_token_logps_and_entropies`` passes), loss forward (TRL's ``compute_loss`` span) + backward
-(``Accelerator.backward``), optimizer (``optimizer.step``), rewards, other. ``--rounds N`` repeats the variants
-interleaved (A B C A B C) and pools the steps, which evens out a noisy machine.
+(``Accelerator.backward``), optimizer (``optimizer.step``), rewards, other, and inside those the vision tower's
+forward calls (vision encoding). Every ``mrgfast`` variant also scores plain TRL's first micro-batch before its
+own first step (loss, and per-token log-probs against TRL's reference log-probs: same weights at step 1).
+``--rounds N`` repeats the variants interleaved (A B C A B C) and pools the steps, which evens out a noisy machine.
 
     python bench/bench_trainer.py                       # tiny preset shapes, 2 rounds x 4 timed steps per variant
     python bench/bench_trainer.py --steps 3 --rounds 1  # quicker
     python bench/bench_trainer.py --shape qwen2.5-vl-vocab   # real vocabulary -> trainer_cpu_real_vocab.json
+    python bench/bench_trainer.py --shape qwen2.5-vl-vision  # vision-heavy step, lever ablation -> trainer_cpu_vision.json
 
 Writes ``bench/results/trainer_cpu.json`` (``--shape tiny``; with the machine and its load) and prints the
 table and the acceptance check (``mrgfast`` steps/s >= ``trl+py-reward``'s; rewards < 1 % of its step time).
@@ -52,6 +62,41 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("trl+py-reward", "trl+mrgfast-reward", "mrgfast")
+LEVER_OFF = "mrgfast-no:"  # + a name of mrgfast.train.config.SPEED_LEVERS: `mrgfast train` with that lever off
+
+
+def speed_levers() -> tuple[str, ...]:
+    from mrgfast.train.config import SPEED_LEVERS
+
+    return SPEED_LEVERS
+
+
+def ablation_variants() -> list[str]:
+    """``mrgfast`` with each speed lever off in turn (the levers are read from ``SPEED_LEVERS``)."""
+    return [LEVER_OFF + name for name in speed_levers()]
+
+
+def is_mrgfast(variant: str) -> bool:
+    return variant == "mrgfast" or variant.startswith(LEVER_OFF)
+
+
+def vision_attention_calls() -> dict:
+    """Calls of the packed vision attention per backend in this process ({} when it never ran)."""
+    from mrgfast.models.vision_attention import calls
+
+    return dict(calls)
+
+
+def check_variant(name: str) -> str | None:
+    """None when ``name`` is a variant this bench runs, else why not."""
+    if name in VARIANTS:
+        return None
+    if name.startswith(LEVER_OFF):
+        lever = name[len(LEVER_OFF) :]
+        return None if lever in speed_levers() else f"{lever!r} is not in SPEED_LEVERS {speed_levers()}"
+    return f"choose from {VARIANTS} or {LEVER_OFF}<lever>"
+
+
 # --shape: the model the bench builds and the run's defaults (any flag given explicitly wins)
 SHAPES = {
     "tiny": dict(hidden=128, layers=2, heads=4, vocab=None, image_size=112, steps=4, warmup=1, rounds=2, threads=1),
@@ -72,6 +117,35 @@ SHAPES = {
         json="trainer_cpu_real_vocab.json",
         floors={"steps_per_s_ratio": 2.0, "peak_rss_ratio": 0.70},
     ),
+    # A step spent, like the GPU's 3B step, in the vision tower, generation and the decoder, not in the LM head:
+    # Qwen2.5-VL-3B's vision tower at half width (640 = 8 heads of 80, MLP ratio 2.67) cut to 2 blocks (one
+    # windowed, one full attention), 2 views of 168 px per prompt (144 patches, 4 windows of unequal sizes each),
+    # a 4-layer 512-wide decoder, the tokenizer's small vocabulary; 2 prompts x 4 completions x 64 tokens, LoRA r 16
+    # on the language model, gradient checkpointing and beta 0.04 as in bench/gpu_trainer.py. Plain TRL vs
+    # `mrgfast train` with every lever on and with each lever off in turn.
+    "qwen2.5-vl-vision": dict(
+        hidden=512,
+        layers=4,
+        heads=8,
+        vocab=None,
+        image_size=168,
+        vision=dict(hidden=640, depth=2, heads=8, intermediate=1710, fullatt=[1]),
+        steps=2,
+        warmup=1,
+        rounds=1,
+        threads=1,
+        variants="trl+py-reward,mrgfast,ablation",
+        grpo=[
+            "per_device_train_batch_size=8",
+            "num_generations=4",
+            "max_completion_length=64",
+            "gradient_checkpointing=true",
+            "beta=0.04",
+        ],
+        mrg=["lora_r=16", "lora_alpha=32", "lora_dropout=0.0"],
+        json="trainer_cpu_vision.json",
+        floors={"steps_per_s_ratio": 2.0},
+    ),
 }
 
 
@@ -87,46 +161,11 @@ class Probe:
         self.num_tokens = {}  # step -> cumulative tokens (TRL's num_tokens log)
         self.peak_after = {}  # "step:span" -> peak RSS (MiB) when the span ended: where the peak is reached
         self.completion_len = {}
-
-    def install_profiling_hook(self) -> None:
-        """Record every TRL ``profiling_context`` span (reward functions, generate, ...) by name."""
-        from trl.extras import profiling
-
-        probe = self
-        orig = profiling.ProfilingContext._log_metrics
-
-        def _log_metrics(ctx, duration):
-            import torch
-
-            name = ctx.name.split(".", 1)[1] if "." in ctx.name else ctx.name
-            if name == "_get_per_token_logps_and_entropies" and not torch.is_grad_enabled():
-                name = NO_GRAD_LOGPS  # the reference / old-policy passes (the loss's own pass runs with grad)
-            probe.spans[probe.step][name] += duration
-            probe.note_peak(name)
-            return orig(ctx, duration)
-
-        profiling.ProfilingContext._log_metrics = _log_metrics
+        self.losses = {}
 
     def note_peak(self, name: str) -> None:
         key = f"{self.step}:{name}"
         self.peak_after[key] = max(self.peak_after.get(key, 0.0), peak_rss_mb())
-
-    def install_backward_hook(self) -> None:
-        """Time ``Accelerator.backward`` (the loss backward of ``Trainer.training_step``) per step."""
-        import accelerate
-
-        probe = self
-        orig = accelerate.Accelerator.backward
-
-        def backward(acc, loss, **kw):
-            t0 = time.perf_counter()
-            try:
-                return orig(acc, loss, **kw)
-            finally:
-                probe.spans[probe.step]["backward"] += time.perf_counter() - t0
-                probe.note_peak("backward")
-
-        accelerate.Accelerator.backward = backward
 
     def callback(self):
         from transformers import TrainerCallback
@@ -155,6 +194,8 @@ class Probe:
                 )
 
             def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    probe.losses.setdefault(state.global_step, float(logs["loss"]))
                 if logs and "num_tokens" in logs:
                     probe.num_tokens[state.global_step] = float(logs["num_tokens"])
                 if logs and "completions/mean_length" in logs:
@@ -183,6 +224,8 @@ class Probe:
                     "loss_forward": sp.get("compute_loss", 0.0),
                     "backward": sp.get("backward", 0.0),
                     "optimizer": sp.get("optimizer", 0.0),
+                    "vision": sp.get(VISION, 0.0),
+                    "vision_calls": int(sp.get(VISION + ".calls", 0)),
                     "reward_funcs": {k: v for k, v in sp.items() if k not in SPAN_NAMES},
                     "tokens": (tok - tok_prev) if tok is not None and tok_prev is not None else None,
                     "completion_tokens": self.completion_len.get(s["step"], 0.0) * completions_per_step,
@@ -192,8 +235,11 @@ class Probe:
 
 
 NO_GRAD_LOGPS = "_get_per_token_logps_and_entropies[no_grad]"
+VISION = "vision_tower.forward"
 SPAN_NAMES = {
     NO_GRAD_LOGPS,
+    VISION,
+    VISION + ".calls",
     "backward",
     "optimizer",
     "transformers.generate",
@@ -222,13 +268,26 @@ def prepare_assets(
     heads: int = 4,
     vocab: int | None = None,
     untied: bool = False,
+    vision: dict | None = None,
 ) -> tuple[str, str]:
     """The model (built here, random weights) and synthetic data; a model folder is named by its shape, so
-    ``--assets`` reuses one only for the same shape."""
+    ``--assets`` reuses one only for the same shape. ``vision``: the vision tower's hidden, depth, heads,
+    intermediate and full-attention blocks (default: the tiny builder's)."""
     from mrgfast.data.synth import generate
     from mrgfast.models.tiny import build_tiny
 
     name = f"model_h{hidden}_l{layers}_a{heads}_v{vocab or 'tok'}_{'untied' if untied else 'tied'}_i{image_size}"
+    vision_kw = {}
+    if vision:
+        vision_kw = dict(
+            vision_hidden=vision["hidden"],
+            vision_depth=vision["depth"],
+            vision_heads=vision["heads"],
+            vision_intermediate=vision["intermediate"],
+            vision_fullatt_blocks=vision["fullatt"],
+        )
+        name += f"_vis{vision['hidden']}x{vision['depth']}a{vision['heads']}m{vision['intermediate']}"
+        name += "f" + "-".join(map(str, vision["fullatt"]))
     model, data = root / name, root / f"data_i{image_size}"
     if not (model / "config.json").is_file():
         build_tiny(
@@ -240,13 +299,14 @@ def prepare_assets(
             seed=0,
             model_vocab_size=vocab,
             tie_word_embeddings=not untied,
+            **vision_kw,
         )
     if not (data / "annotation.json").is_file():
         generate(data, n_train=n_train, n_val=0, n_test=1, image_size=image_size, views=2, seed=0)
     return str(model), str(data / "annotation.json")
 
 
-def build_cfg(args, model: str, annotation: str, out_dir: str):
+def build_cfg(args, model: str, annotation: str, out_dir: str, variant: str = ""):
     from mrgfast.train.config import build_config
 
     grpo = {"max_steps": str(args.warmup + args.steps), "save_strategy": "no", "logging_steps": "1", "seed": "0"}
@@ -269,6 +329,8 @@ def build_cfg(args, model: str, annotation: str, out_dir: str):
         overrides[k] = v
     if args.trl_loss:
         overrides["use_fused_loss"] = "false"
+    if variant.startswith(LEVER_OFF):
+        overrides[variant[len(LEVER_OFF) :]] = "false"
     return build_config(args.preset, None, overrides)
 
 
@@ -296,26 +358,223 @@ def python_rewards(reference_column: str = "report", margin: float = 0.5, uncert
     return [mccs_py, format_py]
 
 
-# ------------------------------------------------------------------------------------------- worker
-def worker(args) -> int:
+# ------------------------------------------------------------------------------------------- instrumentation
+# Installed once per process (the variants of bench/gpu_trainer.py run one after another in one process); each
+# hook reports to the probe of the variant running now.
+_STATE: dict = {
+    "probe": None,  # the running variant's Probe
+    "installed": False,
+    "model_factory": None,  # callable -> a fresh model, instead of loading one from disk (bench/gpu_trainer.py)
+    "save_first_batch": None,  # file stem: plain TRL keeps its first micro-batch there
+    "check_first_batch": None,  # file stem: mrgfast scores plain TRL's first micro-batch from there
+    "same_batch": None,  # the record of that check
+}
+
+
+def install_instrumentation() -> None:
+    """Patch, once: TRL's profiling spans, ``Accelerator.backward``, the model loader (vision-tower hooks; a
+    preloaded model's copy when a factory is set), TRL's ``compute_loss`` (first micro-batch kept) and
+    ``MrgGRPOTrainer.training_step`` (that batch scored before the first step), and ``mrgfast train``'s callbacks."""
+    if _STATE["installed"]:
+        return
+    _STATE["installed"] = True
+    import accelerate
     import torch
+    from trl import GRPOTrainer
+    from trl.extras import profiling
 
-    if args.threads:
-        # The same intra-op thread count for every variant; `mrgfast train` sets every core itself, so the
-        # setter is pinned for the benchmark (oversubscribed OpenMP threads on a shared machine spin-wait and
-        # make step times swing several-fold).
-        torch.set_num_threads(args.threads)
-        torch.set_num_threads = lambda n: None
+    import mrgfast.models.loading as loading
+    import mrgfast.train.run as R
+    from mrgfast.train.trainers import MrgGRPOTrainer
 
-    probe = Probe()
-    probe.install_profiling_hook()
-    probe.install_backward_hook()
-    out_dir = tempfile.mkdtemp(prefix="bench_trainer_")
-    cfg = build_cfg(args, args.model, args.annotation, out_dir)
-    g = cfg.grpo
-    completions_per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps  # per optimizer step
+    # TRL's profiling_context spans (reward functions, generate, log-prob passes, compute_loss, ...) by name
+    log_metrics = profiling.ProfilingContext._log_metrics
+
+    def _log_metrics(ctx, duration):
+        probe = _STATE["probe"]
+        if probe is not None:
+            name = ctx.name.split(".", 1)[1] if "." in ctx.name else ctx.name
+            if name == "_get_per_token_logps_and_entropies" and not torch.is_grad_enabled():
+                name = NO_GRAD_LOGPS  # the reference / old-policy passes (the loss's own pass runs with grad)
+            probe.spans[probe.step][name] += duration
+            probe.note_peak(name)
+        return log_metrics(ctx, duration)
+
+    profiling.ProfilingContext._log_metrics = _log_metrics
+
+    # the loss backward of Trainer.training_step
+    backward = accelerate.Accelerator.backward
+
+    def _backward(acc, loss, **kw):
+        t0 = time.perf_counter()
+        try:
+            return backward(acc, loss, **kw)
+        finally:
+            probe = _STATE["probe"]
+            if probe is not None:
+                probe.spans[probe.step]["backward"] += time.perf_counter() - t0
+                probe.note_peak("backward")
+
+    accelerate.Accelerator.backward = _backward
+
+    # the model both variants load: its vision tower timed (VISION span), CUDA-synchronised so the span is the
+    # tower's device time. The hooks fire around a cached forward too (the span is what encoding the step's images
+    # cost, cache or not); the backward through the tower (plain path, gradient checkpointing) stays in backward.
+    load_model = loading.load_model
+
+    def _load_model(*args, **kwargs):
+        from mrgfast.train.vision_cache import vision_tower
+
+        factory = _STATE["model_factory"]
+        model = factory() if factory is not None else load_model(*args, **kwargs)
+        tower = vision_tower(model)
+        if tower is None:
+            return model
+        cuda = torch.cuda.is_available()
+
+        def pre(module, args):
+            if cuda:
+                torch.cuda.synchronize()
+            module._bench_t0 = time.perf_counter()
+
+        def post(module, args, output):
+            if cuda:
+                torch.cuda.synchronize()
+            probe = _STATE["probe"]
+            if probe is not None:
+                probe.spans[probe.step][VISION] += time.perf_counter() - module._bench_t0
+                probe.spans[probe.step][VISION + ".calls"] += 1
+
+        tower.register_forward_pre_hook(pre)
+        tower.register_forward_hook(post)
+        return model
+
+    loading.load_model = _load_model
+
+    # plain TRL: keep the first micro-batch compute_loss sees, and its loss (<stem>.safetensors + <stem>.json)
+    compute_loss = GRPOTrainer.compute_loss
+
+    def _compute_loss(self, model, inputs, *a, **kw):
+        loss = compute_loss(self, model, inputs, *a, **kw)
+        stem = _STATE["save_first_batch"]
+        if stem and not isinstance(self, MrgGRPOTrainer) and not Path(stem + ".json").is_file():
+            from safetensors.torch import save_file
+
+            tensors = {k: v.detach().cpu().contiguous() for k, v in inputs.items() if hasattr(v, "detach")}
+            other = {k: v for k, v in inputs.items() if not hasattr(v, "detach") and _jsonable(v)}
+            save_file(tensors, stem + ".safetensors")
+            Path(stem + ".json").write_text(json.dumps({"loss": float(loss.detach()), "other": other}))
+        return loss
+
+    GRPOTrainer.compute_loss = _compute_loss
+
+    # mrgfast: before its first step, score that batch (see score_first_batch)
+    training_step = MrgGRPOTrainer.training_step
+
+    def _training_step(self, model, inputs, *a, **kw):
+        record, stem = _STATE["same_batch"], _STATE["check_first_batch"]
+        if record is not None and not record and stem and Path(stem + ".json").is_file():
+            try:
+                score_first_batch(self, model, stem, record)
+            except Exception as e:  # the check must not cost the variant its timing
+                record.clear()
+                record["error"] = f"{type(e).__name__}: {e}"[:500]
+        return training_step(self, model, inputs, *a, **kw)
+
+    MrgGRPOTrainer.training_step = _training_step
+
+    # mrgfast train: the running probe's callback joins the stage's callbacks
+    callbacks = R._callbacks
+
+    def _callbacks(cfg, stage):
+        probe = _STATE["probe"]
+        return [*callbacks(cfg, stage), *([probe.callback()] if probe is not None else [])]
+
+    R._callbacks = _callbacks
+
+
+# what TRL's _compute_loss hands its log-prob pass besides the tokens
+MULTIMODAL_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def score_first_batch(trainer, model, stem: str, record: dict) -> None:
+    """Score plain TRL's first micro-batch with this ``mrgfast train`` trainer and its levers, before its first
+    step (same weights: LoRA starts at B = 0, so policy, old policy and reference are the base model): the loss,
+    and the policy's per-token log-probs against TRL's reference log-probs of that batch. (With every completion
+    at full length and group-normalised advantages, the dapo loss of step 1 is 0 up to rounding: the log-probs are
+    the informative comparison.)"""
+    import torch
+    from safetensors.torch import load_file
+
+    meta = json.loads(Path(stem + ".json").read_text())
+    batch = {k: v.to(trainer.accelerator.device) for k, v in load_file(stem + ".safetensors").items()}
+    batch.update(meta["other"])
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with trainer._vision_cached(model), torch.no_grad():
+        loss = float(trainer.compute_loss(model, batch))
+        logps = trainer._get_per_token_logps_and_entropies(
+            model,
+            ids,
+            mask,
+            batch["completion_ids"].size(1),
+            batch_size=trainer.args.per_device_train_batch_size,
+            **{k: batch.get(k) for k in MULTIMODAL_KEYS},
+        )[0]
+    if trainer.vision_cache is not None:
+        trainer.vision_cache.clear()
+    for values in trainer._metrics["train"].values():  # the check's metrics stay out of the run's logs
+        values.clear()
+    record["trl_loss"] = meta["loss"]
+    record["loss"] = loss
+    ref = batch.get("ref_per_token_logps")
+    if ref is not None:
+        m = batch["completion_mask"].bool()
+        diff = (logps.float() - ref.float()).abs()[m]
+        record["logps_max_abs_diff_vs_trl_ref"] = float(diff.max())
+        record["logps_mean_abs_diff_vs_trl_ref"] = float(diff.mean())
+        record["tokens"] = int(m.sum())
+
+
+# ------------------------------------------------------------------------------------------- worker
+def run_variant(args, variant: str) -> dict:
+    """One variant's warm-up and timed steps, in this process; returns its result record."""
     import logging
 
+    import torch
+
+    install_instrumentation()
+    probe = Probe()
+    same_batch: dict = {}
+    _STATE.update(
+        probe=probe,
+        same_batch=same_batch if is_mrgfast(variant) else None,
+        save_first_batch=args.loss_check if variant == "trl+py-reward" else None,
+        check_first_batch=args.loss_check if is_mrgfast(variant) else None,
+    )
+    out_dir = tempfile.mkdtemp(prefix="bench_trainer_")
+    cfg = build_cfg(args, args.model, args.annotation, out_dir, variant=variant)
+    g = cfg.grpo
+    completions_per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps  # per optimizer step
     loss_impl = []
 
     class _LossImpl(logging.Handler):
@@ -324,70 +583,114 @@ def worker(args) -> int:
             if msg.startswith("GRPO loss:"):
                 loss_impl.append(msg.split(":", 1)[1].strip())
 
-    logging.getLogger("mrgfast.train").addHandler(_LossImpl())
+    handler = _LossImpl()
+    logging.getLogger("mrgfast.train").addHandler(handler)
+    from mrgfast.models import vision_attention
+
+    vision_attention.calls.clear()
+    at_start = None
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        at_start = torch.cuda.memory_allocated() / 2**30  # what earlier variants of this process left (0 expected)
     t0 = time.perf_counter()
-    if args.worker == "mrgfast":
-        import mrgfast.train.run as R
+    try:
+        if is_mrgfast(variant):
+            import mrgfast.train.run as R
 
-        orig = R._callbacks
-        R._callbacks = lambda c, stage: [*orig(c, stage), probe.callback()]
-        rc = R.run(cfg)
-        if rc != 0:
-            raise RuntimeError(f"mrgfast train returned {rc}")
-    else:
-        from trl import GRPOTrainer
-
-        from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
-        from mrgfast.models.loading import load_model, load_processor, lora_config
-
-        m = cfg.mrg
-        torch.set_num_threads(max(1, os.cpu_count() or 1))  # as mrgfast train does (pinned by --threads)
-        from transformers import set_seed
-
-        set_seed(m.seed)
-        studies = read_annotation(m.annotation, splits=("train",), kind=m.dataset_kind)["train"]
-        processor = load_processor(m.model_name_or_path)
-        model = load_model(m.model_name_or_path, attn_implementation=m.attn_implementation, dtype=m.dtype)
-        ds = to_dataset(studies, instruction=DEFAULT_INSTRUCTION, with_completion=False)
-        if args.worker == "trl+py-reward":
-            rewards = python_rewards(margin=m.mccs_margin, uncertain=m.mccs_uncertain)
+            rc = R.run(cfg)
+            if rc != 0:
+                raise RuntimeError(f"mrgfast train returned {rc}")
         else:
-            from mrgfast.reward import FormatReward, MCCSReward
-
-            rewards = [
-                MCCSReward(reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain),
-                FormatReward(),
-            ]
-        peft = (
-            lora_config(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_target_modules, m.lora_vision, model)
-            if m.grpo_use_lora
-            else None
-        )
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=rewards,
-            args=g,
-            train_dataset=ds,
-            processing_class=processor,
-            peft_config=peft,
-            callbacks=[probe.callback()],
-        )
-        trainer.train()
+            run_trl(cfg, variant, probe)
+    finally:
+        logging.getLogger("mrgfast.train").removeHandler(handler)
+        _STATE.update(probe=None, same_batch=None, save_first_batch=None, check_first_batch=None)
     rows = probe.summary(args.warmup, completions_per_step)
     result = {
-        "variant": args.worker,
+        "variant": variant,
         "rows": rows,
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_mb_after_span": probe.peak_after,
         "wall_s": time.perf_counter() - t0,
         "completions_per_step": completions_per_step,
+        "max_completion_length": g.max_completion_length,
         "threads": torch.get_num_threads(),
         "loss": loss_impl[-1] if loss_impl else "TRL (trl.GRPOTrainer)",
+        "levers": {k: getattr(cfg.mrg, k) for k in speed_levers()} if is_mrgfast(variant) else {},
+        "vision_attention_calls": vision_attention_calls(),
+        "losses": probe.losses,  # optimizer step -> the loss TRL logged for it
+        "same_batch_check": same_batch,  # mrgfast on plain TRL's first micro-batch (see score_first_batch)
     }
     if torch.cuda.is_available():
         result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
         result["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+        result["gpu_allocated_at_start_gib"] = at_start
         result["gpu"] = torch.cuda.get_device_name()
+    return result
+
+
+def run_trl(cfg, variant: str, probe) -> None:
+    """Plain ``trl.GRPOTrainer`` on the same model, data, LoRA and GRPOConfig (rewards: plain Python, or
+    mrgfast's drop-in functions for ``trl+mrgfast-reward``)."""
+    import torch
+    from transformers import set_seed
+    from trl import GRPOTrainer
+
+    from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
+    from mrgfast.models.loading import load_model, load_processor, lora_config
+
+    m = cfg.mrg
+    torch.set_num_threads(max(1, os.cpu_count() or 1))  # as mrgfast train does (pinned by --threads)
+    set_seed(m.seed)
+    studies = read_annotation(m.annotation, splits=("train",), kind=m.dataset_kind)["train"]
+    processor = load_processor(m.model_name_or_path)
+    model = load_model(m.model_name_or_path, attn_implementation=m.attn_implementation, dtype=m.dtype)
+    ds = to_dataset(studies, instruction=DEFAULT_INSTRUCTION, with_completion=False)
+    if variant == "trl+py-reward":
+        rewards = python_rewards(margin=m.mccs_margin, uncertain=m.mccs_uncertain)
+    else:
+        from mrgfast.reward import FormatReward, MCCSReward
+
+        rewards = [
+            MCCSReward(reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain),
+            FormatReward(),
+        ]
+    peft = (
+        lora_config(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_target_modules, m.lora_vision, model)
+        if m.grpo_use_lora
+        else None
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=cfg.grpo,
+        train_dataset=ds,
+        processing_class=processor,
+        peft_config=peft,
+        callbacks=[probe.callback()],
+    )
+    trainer.train()
+
+
+def pin_threads(threads: int) -> None:
+    """The same intra-op thread count for every variant; `mrgfast train` sets every core itself, so the setter is
+    pinned for the benchmark (oversubscribed OpenMP threads on a shared machine spin-wait and make step times swing
+    several-fold)."""
+    import torch
+
+    if threads and not getattr(torch.set_num_threads, "_pinned", False):
+        torch.set_num_threads(threads)
+
+        def pinned(n):
+            return None
+
+        pinned._pinned = True
+        torch.set_num_threads = pinned
+
+
+def worker(args) -> int:
+    pin_threads(args.threads)
+    result = run_variant(args, args.worker)
     Path(args.out).write_text(json.dumps(result))
     return 0
 
@@ -432,8 +735,11 @@ def aggregate(results: list[dict]) -> dict:
         for k, v in r["reward_funcs"].items():
             funcs[k] += v
     cpu_total = sum(r["cpu_seconds"] for r in rows)
-    split = {k: sum(r.get(k, 0.0) for r in rows) for k in ("ref_logps", "loss_forward", "backward", "optimizer")}
+    split = {
+        k: sum(r.get(k, 0.0) for r in rows) for k in ("ref_logps", "loss_forward", "backward", "optimizer", "vision")
+    }
     loss_fb = split["loss_forward"] + split["backward"]
+    first_losses = [res.get("losses", {}).get("1", res.get("losses", {}).get(1)) for res in results]
     return {
         "steps_timed": len(rows),
         "cpu_s_per_step": cpu_total / len(rows),
@@ -458,7 +764,20 @@ def aggregate(results: list[dict]) -> dict:
         "reward_ms_per_step": 1000 * rew / len(rows),
         "reward_funcs_ms_per_step": {k: 1000 * v / len(rows) for k, v in funcs.items()},
         "peak_rss_mb": max(res["peak_rss_mb"] for res in results),
+        # the vision tower's forward calls, inside generation / log-probs / loss forward (not an extra slice)
+        "vision_share": split["vision"] / total,
+        "vision_s_per_step": split["vision"] / len(rows),
+        "vision_calls_per_step": sum(r.get("vision_calls", 0) for r in rows) / len(rows),
+        "first_step_loss": next((x for x in first_losses if x is not None), None),
+        "levers": results[0].get("levers", {}),
+        "same_batch_check": results[0].get("same_batch_check") or {},
+        "vision_attention_calls": results[0].get("vision_attention_calls", {}),
     }
+
+
+def _same_batch(s: dict, key: str) -> str:
+    value = (s.get("same_batch_check") or {}).get(key)
+    return "n/a" if value is None else f"{value:.3e}"
 
 
 def _mean_sd(xs: list) -> str:
@@ -469,12 +788,31 @@ def _mean_sd(xs: list) -> str:
     return f"{statistics.mean(xs):.3f}±{statistics.stdev(xs):.3f}"
 
 
+def lever_gains(summary: dict) -> dict:
+    """Per lever whose off-variant ran: all-on steps/s over lever-off steps/s (the lever's gain) and the share of
+    the lever-off step time it saves."""
+    on = summary.get("mrgfast")
+    out = {}
+    for name, s in summary.items():
+        if on is None or not name.startswith(LEVER_OFF):
+            continue
+        out[name[len(LEVER_OFF) :]] = {
+            "gain": on["steps_per_s"] / s["steps_per_s"],
+            "cpu_time_gain": s["cpu_s_per_step"] / on["cpu_s_per_step"],  # steadier on a shared machine
+            "share_of_lever_off_step": 1 - s["steps_per_s"] / on["steps_per_s"],
+            "step_s_off": s["step_s_mean"],
+            "step_s_on": on["step_s_mean"],
+        }
+    return out
+
+
 def table(summary: dict) -> str:
     cols = list(summary)
-    lines = [f"{'':<26}" + "".join(f"{c:>22}" for c in cols)]
+    width = max([22] + [len(c) + 2 for c in cols])
+    lines = [f"{'':<28}" + "".join(f"{c:>{width}}" for c in cols)]
 
     def row(label, fn):
-        lines.append(f"{label:<26}" + "".join(f"{fn(summary[c]):>22}" for c in cols))
+        lines.append(f"{label:<28}" + "".join(f"{fn(summary[c]):>{width}}" for c in cols))
 
     row("steps/s", lambda s: f"{s['steps_per_s']:.4f}")
     row("step time, median (s)", lambda s: f"{s['step_s_median']:.3f}")
@@ -494,12 +832,31 @@ def table(summary: dict) -> str:
     )
     row("split: optimizer (s)", lambda s: f"{s['optimizer_s_per_step']:.2f} ({100 * s['optimizer_share']:.1f} %)")
     row("split: other", lambda s: f"{100 * s['other_share']:.1f} %")
+    row(
+        "of which vision encoding (s)",
+        lambda s: f"{s.get('vision_s_per_step', 0.0):.2f} ({100 * s.get('vision_share', 0.0):.0f} %)",
+    )
+    row("vision tower calls / step", lambda s: f"{s.get('vision_calls_per_step', 0.0):.0f}")
+    row("first-step loss", lambda s: "n/a" if s.get("first_step_loss") is None else f"{s['first_step_loss']:.3e}")
+    row("loss on TRL's 1st batch", lambda s: _same_batch(s, "loss"))
+    row("  TRL's own loss there", lambda s: _same_batch(s, "trl_loss"))
+    row("  |logp - TRL ref| max", lambda s: _same_batch(s, "logps_max_abs_diff_vs_trl_ref"))
     base = summary.get("trl+py-reward")
     if base:
         row("steps/s vs trl+py-reward", lambda s: f"{s['steps_per_s'] / base['steps_per_s']:.3f}x")
         row("CPU time vs trl+py-reward", lambda s: f"{s['cpu_s_per_step'] / base['cpu_s_per_step']:.3f}x")
         row("peak RSS vs trl+py-reward", lambda s: f"{s['peak_rss_mb'] / base['peak_rss_mb']:.3f}x")
         row("ratio by round, mean±sd", lambda s: _mean_sd(s.get("steps_per_s_ratio_by_round") or []))
+    on = summary.get("mrgfast")
+    if on and any(c.startswith(LEVER_OFF) for c in cols):
+        row(
+            "lever gain (on / off)",
+            lambda s: f"{on['steps_per_s'] / s['steps_per_s']:.3f}x" if s is not on and s.get("levers") else "",
+        )
+        row(
+            "lever gain in CPU time",
+            lambda s: f"{s['cpu_s_per_step'] / on['cpu_s_per_step']:.3f}x" if s is not on and s.get("levers") else "",
+        )
     return "\n".join(lines)
 
 
@@ -511,7 +868,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed optimizer steps per variant and round (tiny: 4)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 1)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved repetitions of all variants (tiny: 2)")
-    ap.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANTS)} (tiny: all)")
+    ap.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma-separated: {', '.join(VARIANTS)}, {LEVER_OFF}LEVER (mrgfast with that lever of SPEED_LEVERS off), "
+        "or 'ablation' (every lever off in turn) (tiny: the three; qwen2.5-vl-vision: trl+py-reward,mrgfast,ablation)",
+    )
     ap.add_argument(
         "--grpo",
         action="append",
@@ -533,9 +895,11 @@ def main(argv=None) -> int:
         "--shape",
         choices=sorted(SHAPES),
         default="tiny",
-        help="model the bench builds, with its run defaults: tiny (the tiny preset's model) or qwen2.5-vl-vocab "
+        help="model the bench builds, with its run defaults: tiny (the tiny preset's model); qwen2.5-vl-vocab "
         "(hidden 896, 14 heads, 2 layers, Qwen2.5-VL's 151,936-token vocabulary, tiny vision tower; 16 completions "
-        "x 32 tokens per step, 1 warm-up + 2 timed steps, 2 threads, plain TRL vs mrgfast)",
+        "x 32 tokens per step, 1 warm-up + 2 timed steps, 2 threads, plain TRL vs mrgfast); qwen2.5-vl-vision "
+        "(the 3B's vision tower at half width cut to 2 blocks, 2 views of 168 px, a 4-layer 512-wide decoder; "
+        "2 prompts x 4 completions x 64 tokens, gradient checkpointing, 1 thread; plain TRL, mrgfast, each lever off)",
     )
     ap.add_argument("--hidden", type=int, default=None, help="model hidden size (default: the shape's)")
     ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: the shape's)")
@@ -553,10 +917,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--assets", default=None, help="folder for the tiny model and data (default: a temp folder)")
     ap.add_argument("--json", default=None, help="result file (default bench/results/trainer_cpu.json, or the shape's)")
-    ap.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--annotation", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--loss-check", help=argparse.SUPPRESS)  # file stem of plain TRL's first micro-batch
     args = ap.parse_args(argv)
     shape = SHAPES[args.shape]
     for k in ("hidden", "layers", "heads", "vocab", "image_size", "steps", "warmup", "rounds", "threads"):
@@ -564,18 +929,24 @@ def main(argv=None) -> int:
             setattr(args, k, shape[k])
     args.variants = args.variants or shape.get("variants", ",".join(VARIANTS))
     args.json = args.json or str(HERE / "results" / shape.get("json", "trainer_cpu.json"))
+    args.vision = shape.get("vision")
     if not args.worker:
         args.grpo = list(shape.get("grpo", [])) + (args.grpo or [])  # explicit --grpo wins (applied later)
+        args.mrg = list(shape.get("mrg", [])) + (args.mrg or [])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if args.worker:
+        if check_variant(args.worker):
+            ap.error(f"--worker {args.worker}: {check_variant(args.worker)}")
         return worker(args)
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
+    variants = []
+    for v in (v.strip() for v in args.variants.split(",") if v.strip()):
+        variants += ablation_variants() if v == "ablation" else [v]
+    bad = {v: check_variant(v) for v in variants if check_variant(v)}
     if bad:
-        ap.error(f"unknown variant(s) {bad}; choose from {VARIANTS}")
+        ap.error("unknown variant(s): " + "; ".join(f"{v}: {why}" for v, why in bad.items()))
     t_start = time.time()
     info = machine()
     assets = Path(args.assets) if args.assets else Path(tempfile.mkdtemp(prefix="bench_trainer_assets_"))
@@ -595,12 +966,14 @@ def main(argv=None) -> int:
         untied=args.untied_head,
         image_size=args.image_size,
         n_train=n_train,
+        vision=args.vision,
     )
     tiny_meta = json.loads((Path(model) / "TINY.json").read_text())
     print(
         f"model ({args.shape}): hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocabulary "
         f"{tiny_meta.get('model_vocab_size', tiny_meta['vocab_size'])} ({tiny_meta['vocab_size']} tokenizer tokens), "
-        f"{'untied' if args.untied_head else 'tied'} head, {tiny_meta['parameters'] / 1e6:.1f} M parameters "
+        f"{'untied' if args.untied_head else 'tied'} head, vision tower {tiny_meta['vision_hidden']} x "
+        f"{tiny_meta['vision_depth']} blocks, {tiny_meta['parameters'] / 1e6:.1f} M parameters "
         f"({time.time() - t_build:.0f} s to build or find)",
         flush=True,
     )
@@ -612,6 +985,7 @@ def main(argv=None) -> int:
         flush=True,
     )
     results = defaultdict(list)
+    run_dir = tempfile.mkdtemp(prefix="bench_trainer_run_")  # plain TRL's first micro-batch per round
     for rnd in range(args.rounds):
         for v in variants:
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
@@ -636,6 +1010,7 @@ def main(argv=None) -> int:
                 "--threads",
                 str(args.threads),
             ] + (["--trl-loss"] if args.trl_loss else [])
+            cmd += ["--loss-check", str(Path(run_dir) / f"first_batch_round{rnd}")]
             for kv in args.grpo or []:
                 cmd += ["--grpo", kv]
             for kv in args.mrg or []:
@@ -650,7 +1025,7 @@ def main(argv=None) -> int:
             results[v].append(res)
             med = statistics.median(r["seconds"] for r in res["rows"])
             print(
-                f"  round {rnd + 1} {v:<20} median step {med:.3f} s  ({time.time() - t0:.0f} s with start-up)",
+                f"  round {rnd + 1} {v:<36} median step {med:.3f} s  ({time.time() - t0:.0f} s with start-up)",
                 flush=True,
             )
     summary = {v: aggregate(results[v]) for v in variants}
@@ -679,16 +1054,27 @@ def main(argv=None) -> int:
             f"{'yes' if checks['mrgfast_cpu_per_step_le_trl'] else 'NO'} (the CPU-time figure is the steadier one on a "
             f"shared machine)"
         )
-        floors = shape.get("floors")
-        if floors:
-            speed = a["steps_per_s"] / b["steps_per_s"]
-            rss = a["peak_rss_mb"] / b["peak_rss_mb"]
-            checks[f"mrgfast_steps_per_s_ge_{floors['steps_per_s_ratio']}x_trl"] = speed >= floors["steps_per_s_ratio"]
-            checks[f"mrgfast_peak_rss_le_{floors['peak_rss_ratio']}x_trl"] = rss <= floors["peak_rss_ratio"]
+        floors = shape.get("floors") or {}
+        verdicts = []
+        if "steps_per_s_ratio" in floors:
+            speed, floor = a["steps_per_s"] / b["steps_per_s"], floors["steps_per_s_ratio"]
+            checks[f"mrgfast_steps_per_s_ge_{floor}x_trl"] = speed >= floor
+            verdicts.append(
+                f"mrgfast steps/s {speed:.3f}x plain TRL (>= {floor}x): {'PASS' if speed >= floor else 'FAIL'}"
+            )
+        if "peak_rss_ratio" in floors:
+            rss, floor = a["peak_rss_mb"] / b["peak_rss_mb"], floors["peak_rss_ratio"]
+            checks[f"mrgfast_peak_rss_le_{floor}x_trl"] = rss <= floor
+            verdicts.append(f"peak RSS {rss:.3f}x (<= {floor}x): {'PASS' if rss <= floor else 'FAIL'}")
+        if verdicts:
+            print(f"floors ({args.shape}): " + "; ".join(verdicts))
+    gains = lever_gains(summary)
+    if gains:
+        print("\nlevers (mrgfast with every lever on vs with this one off; gain = on / off steps/s):")
+        for name, gd in gains.items():
             print(
-                f"floors ({args.shape}): mrgfast steps/s {speed:.3f}x plain TRL (>= {floors['steps_per_s_ratio']}x): "
-                f"{'PASS' if speed >= floors['steps_per_s_ratio'] else 'FAIL'}; peak RSS {rss:.3f}x "
-                f"(<= {floors['peak_rss_ratio']}x): {'PASS' if rss <= floors['peak_rss_ratio'] else 'FAIL'}"
+                f"  {name:<28} gain {gd['gain']:.3f}x  (step {gd['step_s_off']:.2f} s off -> {gd['step_s_on']:.2f} s on, "
+                f"{100 * gd['share_of_lever_off_step']:.0f} % of the lever-off step; CPU time {gd['cpu_time_gain']:.3f}x)"
             )
     if hasattr(os, "getloadavg"):
         info["loadavg_at_end"] = os.getloadavg()
@@ -716,11 +1102,25 @@ def main(argv=None) -> int:
             "untied_head": args.untied_head,
             "model_parameters": tiny_meta["parameters"],
             "image_size": args.image_size,
+            "views": 2,
+            "vision": {
+                k: tiny_meta.get(k)
+                for k in (
+                    "vision_hidden",
+                    "vision_depth",
+                    "vision_heads",
+                    "vision_intermediate",
+                    "vision_fullatt_blocks",
+                )
+            },
+            "speed_levers": list(speed_levers()),
+            "variants": variants,
             "grpo_overrides": args.grpo or [],
             "mrg_overrides": args.mrg or [],
             "threads": args.threads,
         },
         "summary": summary,
+        "lever_gains": gains,
         "checks": checks,
         "raw": results,
         "seconds": round(time.time() - t_start, 1),

@@ -146,13 +146,19 @@ def build_tiny(
     corpus: Iterable[str] | None = None,
     model_vocab_size: int | None = None,
     tie_word_embeddings: bool = True,
+    vision_heads: int | None = None,
+    vision_intermediate: int | None = None,
+    vision_fullatt_blocks: list[int] | None = None,
 ) -> Path:
     """Build and save a tiny Qwen2.5-VL (model + processor) under ``out``; returns ``out``.
 
     ``vocab_size`` is the BPE tokenizer's target; ``model_vocab_size`` (default: the tokenizer's length) sizes the
     embedding and LM head, padded past the tokenizer as real checkpoints are (Qwen2.5: 151,936 rows for 151,665
     tokens), which gives the real LM-head cost on a model that is otherwise small. ``tie_word_embeddings=False``
-    gives the head its own weight (Qwen2.5-VL-7B's layout; the 3B ties)."""
+    gives the head its own weight (Qwen2.5-VL-7B's layout; the 3B ties). ``vision_heads`` (default ``vision_hidden //
+    32``), ``vision_intermediate`` (default ``2 * vision_hidden``) and ``vision_fullatt_blocks`` (default: the last
+    block; the others attend within 112-px windows) shape the vision tower like a real one (the 3B: 16 heads of 80,
+    MLP 3,420, full attention in every 8th block)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -188,14 +194,16 @@ def build_tiny(
         vision_config=dict(
             depth=vision_depth,
             hidden_size=vision_hidden,
-            intermediate_size=vision_hidden * 2,
-            num_heads=max(1, vision_hidden // 32),
+            intermediate_size=vision_intermediate or vision_hidden * 2,
+            num_heads=vision_heads or max(1, vision_hidden // 32),
             out_hidden_size=hidden_size,
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
             window_size=112,
-            fullatt_block_indexes=[vision_depth - 1],
+            fullatt_block_indexes=list(vision_fullatt_blocks)
+            if vision_fullatt_blocks is not None
+            else [vision_depth - 1],
         ),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -222,6 +230,9 @@ def build_tiny(
                 "num_layers": num_layers,
                 "vision_hidden": vision_hidden,
                 "vision_depth": vision_depth,
+                "vision_heads": config.vision_config.num_heads,
+                "vision_intermediate": config.vision_config.intermediate_size,
+                "vision_fullatt_blocks": list(config.vision_config.fullatt_block_indexes),
                 "vocab_size": len(tok),
                 "model_vocab_size": rows,
                 "tie_word_embeddings": tie_word_embeddings,

@@ -124,6 +124,22 @@ class MrgConfig:
             "mrgfast.kernels.token_logps (each falls back to TRL's when unavailable or unsupported)."
         },
     )
+    vision_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Encode each distinct image once per generation batch, without gradients, and reuse its "
+            "embeddings in generation, the old/reference log-prob passes and the policy pass (exact; the plain "
+            "path, with a log line, when the vision tower trains, is sharded or has dropout)."
+        },
+    )
+    vision_packed_attention: bool = field(
+        default=True,
+        metadata={
+            "help": "Run the vision tower's windowed attention as one packed call per layer (flash-attn, else "
+            "torch's varlen attention on CUDA, else SDPA over equal-length windows at once) instead of one SDPA "
+            "call per window; through transformers' AttentionInterface, the language model's attention unchanged."
+        },
+    )
     # ---- evaluation
     evaluate: bool = field(default=True, metadata={"help": "Evaluate CE-F1 / MCCS on eval_split after each stage."})
     eval_samples: int | None = field(default=None, metadata={"help": "First N studies of eval_split (None: all)."})
@@ -149,6 +165,10 @@ class MrgConfig:
 
 
 MRG_FIELDS = {f.name: f for f in dataclasses.fields(MrgConfig)}
+# The speed switches of `mrgfast train` (MrgConfig booleans, each on by default where it is exact). The benches read
+# this tuple: `bench/bench_trainer.py` and `bench/gpu_trainer.py` run every lever off in turn; a new lever joins the
+# ablation by adding its field name here.
+SPEED_LEVERS = ("use_fused_loss", "vision_cache", "vision_packed_attention")
 ALIASES = {"model_path": "model_name_or_path", "model": "model_name_or_path", "dataset": "dataset_kind"}
 
 
@@ -549,7 +569,8 @@ def describe(cfg: RunConfig) -> str:
         f"LoRA: r={m.lora_r} alpha={m.lora_alpha} dropout={m.lora_dropout} targets={m.lora_target_modules} "
         f"vision={m.lora_vision} (sft={'lora' if m.sft_use_lora else 'full'}, grpo={'lora' if m.grpo_use_lora else 'full'})",
         f"reward: {m.mccs_weight}*MCCS(margin={m.mccs_margin}, uncertain={m.mccs_uncertain}) + "
-        f"{m.format_weight}*format; fused loss: {m.use_fused_loss}",
+        f"{m.format_weight}*format",
+        "speed levers: " + ", ".join(f"{name}={getattr(m, name)}" for name in SPEED_LEVERS),
     ]
     keys = [
         "learning_rate",

@@ -379,6 +379,10 @@ def _load(cfg: RunConfig, model_path: str):
     model = load_model(
         model_path, attn_implementation=m.attn_implementation, dtype=m.dtype, trust_remote_code=m.trust_remote_code
     )
+    if m.vision_packed_attention:
+        from mrgfast.models.vision_attention import use_packed_vision_attention
+
+        use_packed_vision_attention(model)
     return model, processor
 
 
@@ -443,6 +447,7 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
         peft_config=_peft(cfg, model) if m.grpo_use_lora else None,
         callbacks=cbs,
         use_fused_loss=m.use_fused_loss,
+        vision_cache=m.vision_cache,
         data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"),
     )
     _log_trainable(trainer.model, "grpo")

@@ -12,6 +12,9 @@
 * ``_generate_and_score_completions``: with the same switch, the decoding steps' LM head runs through
   oneDNN on the CPU (:mod:`mrgfast.train.generation_head`); and it records which studies each optimizer step saw (the data
   position) in ``data_order.jsonl`` so a resumed run can be checked against an uninterrupted one.
+* ``training_step`` / ``prediction_step``: with ``vision_cache`` on, the frozen vision tower answers from a cache
+  that encodes each distinct image once per generation batch (:mod:`mrgfast.train.vision_cache`), in generation, the
+  old/reference log-prob passes and the policy pass alike.
 """
 
 from __future__ import annotations
@@ -86,9 +89,13 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         use_fused_loss: bool = False,
         use_fused_logps: bool | None = None,
         data_order_path: str | None = None,
+        vision_cache: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        from mrgfast.train.vision_cache import VisionCache
+
+        self.vision_cache = VisionCache() if vision_cache else None  # filled per generation batch
         # reference/old log-probs through mrgfast's head: on with the fused loss unless asked otherwise
         self.use_fused_logps = bool(use_fused_loss if use_fused_logps is None else use_fused_logps)
         if self.use_fused_logps:
@@ -120,8 +127,24 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         )
         self.data_order_path = data_order_path
 
+    # ------------------------------------------------------------------------------------------ vision cache
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        with self._vision_cached(model):
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model, inputs, *args, **kwargs):
+        with self._vision_cached(model):
+            return super().prediction_step(model, inputs, *args, **kwargs)
+
+    def _vision_cached(self, model):
+        import contextlib
+
+        return self.vision_cache.active(model) if self.vision_cache is not None else contextlib.nullcontext()
+
     # ------------------------------------------------------------------------------------------ data order
     def _generate_and_score_completions(self, inputs):
+        if self.vision_cache is not None:
+            self.vision_cache.clear()  # a new generation batch: new images (the tower's weights never move)
         if self.data_order_path and self.model.training and self.accelerator.is_main_process:
             ids = [x.get("id") for x in inputs]
             with open(self.data_order_path, "a") as fh:

@@ -65,3 +65,24 @@ def test_config_errors_name_the_setting():
 def test_cli_reports_config_errors(capsys):
     assert cli(["train", "--preset", "tiny", "--dry-run", "--grpo.bogus", "1"]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+def test_speed_levers_are_documented_boolean_switches(capsys):
+    """The benches turn each lever off with `--LEVER false`: every name in SPEED_LEVERS must be a boolean MrgConfig
+    field with help text, listed by --list-fields, and settable off from a flag."""
+    import dataclasses
+
+    from mrgfast.train.config import MRG_FIELDS, SPEED_LEVERS, MrgConfig, describe
+
+    assert len(set(SPEED_LEVERS)) == len(SPEED_LEVERS) >= 3
+    defaults = MrgConfig()
+    assert cli(["train", "--list-fields"]) == 0
+    listed = capsys.readouterr().out
+    for name in SPEED_LEVERS:
+        f = MRG_FIELDS[name]
+        assert f.type in (bool, "bool") and isinstance(getattr(defaults, name), bool)
+        assert f.metadata.get("help") and f"--{name}" in listed
+        assert f.default is not dataclasses.MISSING
+        cfg = build_config("tiny", None, {name: "false"})
+        assert getattr(cfg.mrg, name) is False
+        assert f"{name}=False" in describe(cfg)
