@@ -442,6 +442,9 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
         callbacks=cbs,
         use_fused_loss=m.use_fused_loss,
         data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"),
+        merge_lora_for_generation=m.merge_lora_for_generation,
+        compile_generation=m.compile_generation,
+        pack_sequences=m.pack_sequences,
     )
     _log_trainable(trainer.model, "grpo")
     if ckpt:

@@ -86,9 +86,14 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         use_fused_loss: bool = False,
         use_fused_logps: bool | None = None,
         data_order_path: str | None = None,
+        merge_lora_for_generation: bool = False,
+        compile_generation: str = "off",
+        pack_sequences: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self._setup_generation_speed(merge_lora_for_generation, compile_generation)
+        self.pack_sequences = bool(pack_sequences)
         # reference/old log-probs through mrgfast's head: on with the fused loss unless asked otherwise
         self.use_fused_logps = bool(use_fused_loss if use_fused_logps is None else use_fused_logps)
         if self.use_fused_logps:
@@ -120,13 +125,62 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         )
         self.data_order_path = data_order_path
 
+    # ------------------------------------------------------------------------------------------ generation
+    def _setup_generation_speed(self, merge_lora: bool, compile_mode: str) -> None:
+        """LoRA merged while generating, compiled static-cache decoding (:mod:`mrgfast.train.generation_speed`)."""
+        from mrgfast.train import generation_speed as gs
+
+        self._lora_merge = None
+        self.compiled_decode = False
+        transformers_generate = not (self.use_vllm or getattr(self, "use_transformers_continuous_batching", False))
+        if not transformers_generate:
+            if merge_lora or compile_mode == "on":
+                log.info("generation: TRL's vLLM / continuous-batching engine; merge and compile levers not used")
+            return
+        if merge_lora:
+            self._lora_merge = gs.LoraMergeForGeneration()
+        if gs.compiled_decode_wanted(compile_mode, self.accelerator.device):
+            why = gs.configure_compiled_decode(
+                self.generation_config,
+                device=self.accelerator.device,
+                user_cache_implementation=self.generation_config.cache_implementation,
+            )
+            if why:
+                log.info("generation: compiled decode not used: %s", why)
+            else:
+                self.compiled_decode = True
+        log.info(
+            "generation: LoRA %s, decoding %s",
+            "merged while generating" if merge_lora else "unmerged",
+            "with a static cache and a compiled step" if self.compiled_decode else "eager (TRL's default)",
+        )
+
+    def _generate_single_turn(self, *args, **kwargs):
+        if self._lora_merge is None and not self.compiled_decode:
+            return super()._generate_single_turn(*args, **kwargs)
+        import contextlib
+
+        from mrgfast.train import generation_speed as gs
+
+        merged = self._lora_merge.merged(self.model) if self._lora_merge else contextlib.nullcontext()
+        with merged:
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            except Exception as e:
+                if not (self.compiled_decode and gs.is_compile_error(e)):
+                    raise
+                log.warning("compiled decoding failed (%s: %s); decoding eagerly from now on", type(e).__name__, e)
+                gs.eager_decode(self.generation_config)
+                self.compiled_decode = False
+                return super()._generate_single_turn(*args, **kwargs)
+
     # ------------------------------------------------------------------------------------------ data order
     def _generate_and_score_completions(self, inputs):
         if self.data_order_path and self.model.training and self.accelerator.is_main_process:
             ids = [x.get("id") for x in inputs]
             with open(self.data_order_path, "a") as fh:
                 fh.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
-        if not self.use_fused_logps:
+        if not self.use_fused_logps or self.compiled_decode:  # a swapped head would defeat the compiled graph
             return super()._generate_and_score_completions(inputs)
         from mrgfast.train.generation_head import onednn_generation_head
 
