@@ -193,7 +193,7 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             from mrgfast.train import fused_logps
 
             if fused_logps.supported(model, cast_lm_head_to_fp32=getattr(self.args, "cast_lm_head_to_fp32", False)):
-                model = fused_logps.TokenLogpsModel(model, self.temperature)
+                model = fused_logps.TokenLogpsModel(model, self.temperature, pack=self.pack_sequences)
         return super()._get_per_token_logps_and_entropies(
             model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kw
         )
@@ -228,13 +228,40 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         # (re-gathering a resharded root's parameters, e.g. the final norm) on the outputs only, and a
         # loss reached through an inner tensor backpropagates into freed storage. The LM head runs on
         # one position only.
+        packed = self._pack(base, kw)
         with self.accelerator.autocast():
-            outputs = model(**kw, logits_to_keep=1, output_hidden_states=True)
-        captured = {"hidden": outputs.hidden_states[-1]}  # after the final norm (last_hidden_state)
+            outputs = model(**(packed.kwargs if packed else kw), logits_to_keep=1, output_hidden_states=True)
+        last = outputs.hidden_states[-1]  # after the final norm (last_hidden_state)
         T = completion_ids.size(1)
-        hidden = captured["hidden"][:, -T - 1 : -1, :]
+        if packed is not None:  # the packed rows' states at the padded positions that predict the completion
+            from mrgfast.train.packing import gather
+
+            hidden = gather(last, packed.index[:, -T - 1 : -1])
+        else:
+            hidden = last[:, -T - 1 : -1, :]
         lm_head = base.get_output_embeddings()
         return hidden, lm_head
+
+    def _pack(self, base, kw):
+        """``kw`` packed without padding (:mod:`mrgfast.train.packing`), or None (switch off, or no gain)."""
+        if not self.pack_sequences:
+            return None
+        from mrgfast.train import packing
+
+        packed = packing.pack(base, kw)
+        if packed is not None and not getattr(self, "_told_packing", False):
+            self._told_packing = True
+            b, t = kw["attention_mask"].shape
+            log.info(
+                "policy pass packed: %d rows x %d slots -> %d x %d (%.0f %% of the slots; %s attention)",
+                b,
+                t,
+                packed.rows,
+                packed.length,
+                100 * packed.rows * packed.length / (b * t),
+                packing.attention_implementation(base),
+            )
+        return packed
 
     def _fused_compute_loss(self, model, inputs):
         from mrgfast.kernels import grpo_loss
