@@ -608,6 +608,7 @@ def describe(cfg: RunConfig) -> str:
         f"vision={m.lora_vision} (sft={'lora' if m.sft_use_lora else 'full'}, grpo={'lora' if m.grpo_use_lora else 'full'})",
         f"reward: {m.mccs_weight}*MCCS(margin={m.mccs_margin}, uncertain={m.mccs_uncertain}) + "
         f"{m.format_weight}*format; fused loss: {m.use_fused_loss}",
+        "speed levers: " + ", ".join(f"{k}={getattr(m, k)}" for k in SPEED_LEVERS),
     ]
     keys = [
         "learning_rate",

@@ -430,6 +430,10 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
     m = cfg.mrg
     model, processor = _load(cfg, model_path)
     ds = to_dataset(studies, instruction=instruction, with_completion=False)
+    if m.auto_micro_batch:  # sized from the GPU's free memory before the trainer reads the batch sizes
+        from mrgfast.train.micro_batch import auto_size
+
+        auto_size(cfg, model, processor, ds)
     cbs = _callbacks(cfg, "grpo")
     Path(cfg.grpo.output_dir).mkdir(parents=True, exist_ok=True)
     trainer = MrgGRPOTrainer(

@@ -65,3 +65,35 @@ def test_config_errors_name_the_setting():
 def test_cli_reports_config_errors(capsys):
     assert cli(["train", "--preset", "tiny", "--dry-run", "--grpo.bogus", "1"]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+def test_speed_levers_are_listed_validated_and_turned_off_by_off(capsys, monkeypatch):
+    from mrgfast.train.config import SPEED_LEVERS, MrgConfig
+
+    assert cli(["train", "--list-fields"]) == 0
+    listed = capsys.readouterr().out
+    for name in SPEED_LEVERS:
+        assert f"--{name}" in listed and hasattr(MrgConfig, name)
+    on = build_config("tiny")
+    assert on.mrg.merge_lora_for_generation and on.mrg.pack_sequences and on.mrg.auto_micro_batch
+    assert on.mrg.compile_generation == "auto"
+    off = build_config("tiny", None, dict.fromkeys(SPEED_LEVERS, "off"))  # what the ablation benches pass
+    assert not (off.mrg.merge_lora_for_generation or off.mrg.pack_sequences or off.mrg.auto_micro_batch)
+    assert off.mrg.compile_generation == "off"
+    with pytest.raises(ConfigError, match="compile_generation must be one of auto, on, off"):
+        build_config("tiny", None, {"compile_generation": "always"})
+    assert cli(["train", "--preset", "tiny", "--dry-run"]) == 0
+    assert "speed levers: merge_lora_for_generation=True" in capsys.readouterr().out
+
+
+def test_vllm_generation_is_checked_before_any_stage(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"grpo\.use_vllm is true but vllm is not installed"):
+        build_config("tiny", None, {"grpo": {"use_vllm": "true"}})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    assert build_config("tiny", None, {"grpo": {"use_vllm": "true", "vllm_mode": "server"}}).grpo.use_vllm
+    with pytest.raises(ConfigError, match="vllm_gpu_memory_utilization must be in"):
+        build_config("tiny", None, {"grpo": {"use_vllm": "true", "vllm_gpu_memory_utilization": "1.5"}})
