@@ -18,7 +18,8 @@ How rows are packed depends on the attention (:func:`plan`): a variable-length k
 attention) costs the sum of the sequences' squares, so everything goes into one row. SDPA and eager attention
 compute every pair of a packed row (masked), so rows are packed in order into bins of a capacity chosen from a
 cost model of one decoder layer - ``slots x 2·P`` for the linear layers (``P`` parameters per layer) plus
-``slots² x 4·heads·head_dim`` for attention - over the candidates ``T, 2T, 4T, ...``; when no candidate costs
+``slots² x 4·heads·head_dim x DENSE_ATTENTION_WEIGHT`` for attention - over the candidates ``T, 2T, 4T, ...`` (rows of at most
+``MAX_DENSE_ROW`` slots, which bounds the ``[L, L]`` mask); when no candidate costs
 under 95 % of the padded batch, the padded batch runs as it is (GRPO completions that all reach
 ``max_completion_length`` have no padding to remove).
 
@@ -37,6 +38,12 @@ import torch
 PER_TOKEN_KEYS = ("token_type_ids", "mm_token_type_ids")
 VARLEN_ATTENTION = ("flash", "flex")  # substrings of attention implementations that run packed rows varlen
 MIN_SAVING = 0.05  # pack only when the cost model saves at least this share of the padded batch's
+# a masked dense attention (SDPA / eager over a packed row) runs at a fraction of the matmuls' efficiency: its pair
+# cost is weighted this many times its FLOPs (CPU, hidden 512: packed rows measured 1.2-1.4x slower than the FLOP
+# count predicts, `python bench/bench_levers.py --part policy` with the layout forced)
+DENSE_ATTENTION_WEIGHT = 4.0
+# longest packed row for dense (SDPA / eager) attention: its [L, L] mask (and score tiles) stay under 256 M entries
+MAX_DENSE_ROW = 16384
 
 
 @dataclass
@@ -69,7 +76,7 @@ def _layer_costs(model) -> tuple[float, float]:
     hd = int(getattr(cfg, "head_dim", None) or h // heads)
     inter = int(getattr(cfg, "intermediate_size", 4 * h) or 4 * h)
     params = 2 * h * heads * hd + 2 * h * kv * hd + 3 * h * inter
-    return 2.0 * params, 4.0 * heads * hd
+    return 2.0 * params, 4.0 * heads * hd * DENSE_ATTENTION_WEIGHT
 
 
 def next_fit(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -103,6 +110,8 @@ def plan(lengths: list[int], padded_len: int, *, varlen: bool, costs: tuple[floa
     while True:
         bins = next_fit(lengths, capacity)
         length = max(sum(lengths[i] for i in bn) for bn in bins)
+        if length > max(MAX_DENSE_ROW, padded_len):
+            return best
         c = cost(len(bins), length)
         if c < best_cost:
             best, best_cost = bins, c

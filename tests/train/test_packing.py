@@ -233,3 +233,11 @@ def test_no_grad_log_prob_passes_equal_the_padded_passes(trainer_and_inputs, mon
     torch.testing.assert_close(outs[True], outs[False], rtol=1e-5, atol=1e-6)
     m = inputs["completion_mask"].bool()
     assert (outs[True][~m] == 0).all() and outs[False][m].abs().min() > 0
+
+
+def test_dense_rows_are_capped(monkeypatch):
+    monkeypatch.setattr(packing, "MAX_DENSE_ROW", 20)
+    # linear-heavy costs would pack everything into one row of 26; the cap keeps rows at 20 slots or fewer
+    bins = packing.plan([8, 2, 3, 7, 6], 8, varlen=False, costs=(1000.0, 1.0))
+    assert bins is not None and max(sum([8, 2, 3, 7, 6][i] for i in b) for b in bins) <= 20
+    assert packing.plan([8, 2, 3, 7, 6], 8, varlen=True, costs=(1000.0, 1.0)) == [[0, 1, 2, 3, 4]]  # varlen: no cap
