@@ -195,12 +195,13 @@ class LoraMergeForGeneration:
 
 
 # ------------------------------------------------------------------------------------------ compiled decode
-def compiled_decode_wanted(mode: str, device: torch.device | str) -> bool:
-    """Whether ``compile_generation=mode`` turns the compiled static-cache decode on for ``device``."""
+def compiled_decode_wanted(mode: str, device: torch.device | str, *, sharded: bool = False) -> bool:
+    """Whether ``compile_generation=mode`` turns the compiled static-cache decode on for ``device``; ``auto`` leaves
+    it off on the CPU and when a sharding engine (ZeRO-3, FSDP) gathers the weights around each generation."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile_generation must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     if mode == "auto":
-        return torch.device(device).type == "cuda"
+        return torch.device(device).type == "cuda" and not sharded
     return mode == "on"
 
 

@@ -139,7 +139,11 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             return
         if merge_lora:
             self._lora_merge = gs.LoraMergeForGeneration()
-        if gs.compiled_decode_wanted(compile_mode, self.accelerator.device):
+        sharded = bool(getattr(self, "is_fsdp_enabled", False)) or (
+            getattr(self, "is_deepspeed_enabled", False)
+            and getattr(getattr(self.accelerator.state, "deepspeed_plugin", None), "zero_stage", 0) == 3
+        )
+        if gs.compiled_decode_wanted(compile_mode, self.accelerator.device, sharded=sharded):
             why = gs.configure_compiled_decode(
                 self.generation_config,
                 device=self.accelerator.device,

@@ -213,6 +213,7 @@ def test_compile_mode_per_device_and_user_cache_choice():
 
     assert gs.compiled_decode_wanted("auto", "cuda") and not gs.compiled_decode_wanted("auto", "cpu")
     assert gs.compiled_decode_wanted("on", "cpu") and not gs.compiled_decode_wanted("off", "cuda")
+    assert not gs.compiled_decode_wanted("auto", "cuda", sharded=True)  # ZeRO-3 / FSDP gather around generation
     with pytest.raises(ValueError, match="compile_generation"):
         gs.compiled_decode_wanted("yes", "cpu")
     cfg = GenerationConfig(disable_compile=True, cache_implementation="offloaded")
