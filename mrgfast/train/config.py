@@ -138,9 +138,9 @@ class MrgConfig:
     pack_sequences: bool = field(
         default=True,
         metadata={
-            "help": "Padding-free policy and log-prob passes: prompt+completion rows packed without padding, "
-            "Qwen2.5-VL's 3-D positions kept (flash-attn: one varlen sequence; SDPA: rows packed only where "
-            "that costs less than the padded batch)."
+            "help": "Padding-free policy and log-prob passes of the fused loss (use_fused_loss): prompt+completion "
+            "rows packed without padding, Qwen2.5-VL's 3-D positions kept (flash-attn: one varlen sequence; SDPA: "
+            "rows packed only where that costs less than the padded batch)."
         },
     )
     auto_micro_batch: bool = field(

@@ -334,3 +334,20 @@ def test_trainer_levers_off_leave_trl_generation_config(tmp_path, synth_dir, tin
     assert trainer.generation_config.disable_compile  # TRL's own setting
     auto = _trainer(tmp_path, synth_dir, tiny_model_dir, small, compile_generation="auto")
     assert not auto.compiled_decode  # auto: eager on the CPU
+
+
+def test_trainer_generates_through_the_compiled_static_cache_decode(tmp_path, synth_dir, tiny_model_dir, small):
+    """TRL's sampling generation config (temperature, suppressed image token, EOS list) composes with the merged
+    adapter, the static cache and the compiled decoding step (forced on: auto leaves the CPU eager)."""
+    trainer = _trainer(
+        tmp_path, synth_dir, tiny_model_dir, small, merge_lora_for_generation=True, compile_generation="on"
+    )
+    base = _base_weights(trainer.model)
+    trainer.model.train()
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert trainer.compiled_decode  # no fallback to eager decoding
+    assert hasattr(trainer.model.get_base_model(), "_compiled_call")  # transformers compiled the decoding step
+    assert inputs["completion_ids"].shape[0] == 4 and inputs["completion_mask"].sum() > 0
+    for n, p in trainer.model.named_parameters():
+        if n in base:
+            assert torch.equal(p.detach(), base[n]), n
