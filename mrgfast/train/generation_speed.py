@@ -101,9 +101,8 @@ def merge_blocker(model) -> str | None:
         weight = getattr(base, "weight", None)
         if weight is None or not torch.is_floating_point(weight) or type(base) not in (torch.nn.Linear,):
             return f"{type(base).__name__} base layer (quantized or not a plain Linear)"
-        if any(_sharded(p) for p in (weight, getattr(base, "bias", None))) or _sharded(
-            layer.lora_A[layer.active_adapters[0]].weight
-        ):
+        adapters = [layer.lora_A[a].weight for a in layer.active_adapters if a in layer.lora_A]
+        if any(_sharded(p) for p in (weight, getattr(base, "bias", None), *adapters)):
             return "sharded weights (DeepSpeed ZeRO-3 / FSDP); TRL's vLLM path gathers them to merge"
         if any(p.requires_grad for p in base.parameters()):
             return "the base weights train (full fine-tuning or modules_to_save)"

@@ -12,6 +12,11 @@
 * ``_generate_and_score_completions``: with the same switch, the decoding steps' LM head runs through
   oneDNN on the CPU (:mod:`mrgfast.train.generation_head`); and it records which studies each optimizer step saw (the data
   position) in ``data_order.jsonl`` so a resumed run can be checked against an uninterrupted one.
+* ``_generate_single_turn`` and ``self.generation_config``: the LoRA adapter merged while TRL generates, and a
+  static-cache compiled decode (:mod:`mrgfast.train.generation_speed`; ``merge_lora_for_generation``,
+  ``compile_generation``).
+* ``_policy_hidden_states`` and the no-grad passes: rows packed without padding (:mod:`mrgfast.train.packing`;
+  ``pack_sequences``).
 """
 
 from __future__ import annotations
