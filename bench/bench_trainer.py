@@ -71,6 +71,12 @@ def speed_levers() -> tuple[str, ...]:
     return SPEED_LEVERS
 
 
+def lever_is_on(value) -> bool:
+    from mrgfast.train.config import lever_is_on
+
+    return lever_is_on(value)
+
+
 def ablation_variants() -> list[str]:
     """``mrgfast`` with each speed lever off in turn (the levers are read from ``SPEED_LEVERS``)."""
     return [LEVER_OFF + name for name in speed_levers()]
@@ -330,7 +336,9 @@ def build_cfg(args, model: str, annotation: str, out_dir: str, variant: str = ""
     if args.trl_loss:
         overrides["use_fused_loss"] = "false"
     if variant.startswith(LEVER_OFF):
-        overrides[variant[len(LEVER_OFF) :]] = "false"
+        from mrgfast.train.config import LEVER_OFF as OFF
+
+        overrides[variant[len(LEVER_OFF) :]] = OFF
     return build_config(args.preset, None, overrides)
 
 
@@ -616,7 +624,7 @@ def run_variant(args, variant: str) -> dict:
         "max_completion_length": g.max_completion_length,
         "threads": torch.get_num_threads(),
         "loss": loss_impl[-1] if loss_impl else "TRL (trl.GRPOTrainer)",
-        "levers": {k: getattr(cfg.mrg, k) for k in speed_levers()} if is_mrgfast(variant) else {},
+        "levers": {k: lever_is_on(getattr(cfg.mrg, k)) for k in speed_levers()} if is_mrgfast(variant) else {},
         "vision_attention_calls": vision_attention_calls(),
         "losses": probe.losses,  # optimizer step -> the loss TRL logged for it
         "same_batch_check": same_batch,  # mrgfast on plain TRL's first micro-batch (see score_first_batch)

@@ -117,6 +117,8 @@ class MrgConfig:
         default=DEFAULT_UNCERTAIN, metadata={"help": "Signed value of an uncertain finding, in [-1, 1]."}
     )
     reward_threads: int | None = field(default=None, metadata={"help": "Labeler threads (None: all cores)."})
+    # ---- speed levers (SPEED_LEVERS below; each is exact or within a stated tolerance of the plain path, and
+    # "off" turns it off: a false boolean, or the string "off")
     use_fused_loss: bool = field(
         default=True,
         metadata={
@@ -138,6 +140,38 @@ class MrgConfig:
             "help": "Run the vision tower's windowed attention as one packed call per layer (flash-attn, else "
             "torch's varlen attention on CUDA, else SDPA over equal-length windows at once) instead of one SDPA "
             "call per window; through transformers' AttentionInterface, the language model's attention unchanged."
+        },
+    )
+    merge_lora_for_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "Merge the LoRA adapter into the base weights while TRL generates (PEFT merge_adapter), "
+            "restoring the exact base weights after; skipped with a log line for sharded (ZeRO-3/FSDP), "
+            "quantized or trainable base weights and under grpo.use_vllm (vLLM merges itself)."
+        },
+    )
+    compile_generation: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | on | off: decode with a static KV cache and a torch.compile'd step (CUDA graphs on a "
+            "GPU); auto = on with CUDA, off on the CPU (where compiling costs more than it saves). Not used "
+            "with grpo.use_vllm."
+        },
+    )
+    pack_sequences: bool = field(
+        default=True,
+        metadata={
+            "help": "Padding-free policy and log-prob passes of the fused loss (use_fused_loss): prompt+completion "
+            "rows packed without padding, Qwen2.5-VL's 3-D positions kept (flash-attn: one varlen sequence; SDPA: "
+            "rows packed only where that costs less than the padded batch)."
+        },
+    )
+    auto_micro_batch: bool = field(
+        default=True,
+        metadata={
+            "help": "On a GPU, raise grpo.per_device_train_batch_size from free device memory, folding "
+            "gradient-accumulation steps into it (same completions per optimizer step, same loss for "
+            "grpo/dr_grpo/dapo); on the CPU the configured value is kept."
         },
     )
     # ---- evaluation
@@ -165,10 +199,26 @@ class MrgConfig:
 
 
 MRG_FIELDS = {f.name: f for f in dataclasses.fields(MrgConfig)}
-# The speed switches of `mrgfast train` (MrgConfig booleans, each on by default where it is exact). The benches read
-# this tuple: `bench/bench_trainer.py` and `bench/gpu_trainer.py` run every lever off in turn; a new lever joins the
-# ablation by adding its field name here.
-SPEED_LEVERS = ("use_fused_loss", "vision_cache", "vision_packed_attention")
+# The speed levers of `mrgfast train`: MrgConfig fields, each on by default where it is exact (or within its stated
+# tolerance), and each turned off by the value "off" (a false boolean, or compile_generation's "off"). The benches
+# read this tuple: `bench/bench_trainer.py` and `bench/gpu_trainer.py` run every lever off in turn; a new lever
+# joins the ablation by adding its field name here.
+SPEED_LEVERS = (
+    "use_fused_loss",
+    "vision_cache",
+    "vision_packed_attention",
+    "merge_lora_for_generation",
+    "compile_generation",
+    "pack_sequences",
+    "auto_micro_batch",
+)
+LEVER_OFF = "off"  # the value that turns any lever off (bool fields read it as False)
+
+
+def lever_is_on(value: object) -> bool:
+    """A lever's setting is on unless it is False or "off" (compile_generation's "auto" counts as on: it decides
+    per device)."""
+    return value is not False and value != LEVER_OFF
 ALIASES = {"model_path": "model_name_or_path", "model": "model_name_or_path", "dataset": "dataset_kind"}
 
 
@@ -388,6 +438,7 @@ CHOICES = {
     "attn_implementation": ("auto", "flash_attention_2", "sdpa", "eager"),
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "image_check": ("decode", "open", "exists", "none"),
+    "compile_generation": ("auto", "on", "off"),
 }
 POSITIVE_INTS = (
     "lora_r",
@@ -496,12 +547,41 @@ def validate_config(cfg: RunConfig) -> None:
             raise ConfigError(
                 f"grpo.num_generations must be at least 2 (GRPO compares a group), got {g.num_generations}"
             )
+        check_vllm(g)
     for s in m.stages:
         c = getattr(cfg, s)
         if c.save_strategy != "no" and getattr(c, "save_only_model", False):
             raise ConfigError(
                 f"{s}.save_only_model is true: its checkpoints lack optimizer/scheduler/RNG state, so --resume "
                 "would diverge from an uninterrupted run; set it false"
+            )
+
+
+VLLM_MODES = ("colocate", "server")
+
+
+def check_vllm(g) -> None:
+    """TRL's vLLM generation (``grpo.use_vllm``), the production generation path on GPUs, checked before any
+    stage: vllm importable, a known mode, and a colocated engine that leaves the trainer some memory."""
+    if not getattr(g, "use_vllm", False):
+        return
+    import importlib.util
+
+    mode = getattr(g, "vllm_mode", "colocate")
+    if mode not in VLLM_MODES:
+        raise ConfigError(f"grpo.vllm_mode must be one of {', '.join(VLLM_MODES)}, got {mode!r}")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "grpo.use_vllm is true but vllm is not installed in this environment (pip install vllm, on a CUDA "
+            "machine); without it set grpo.use_vllm false: generation then runs through transformers with "
+            "merge_lora_for_generation and compile_generation"
+        )
+    if mode == "colocate":
+        util = getattr(g, "vllm_gpu_memory_utilization", 0.3)
+        if not (isinstance(util, (int, float)) and 0 < util < 1):
+            raise ConfigError(
+                f"grpo.vllm_gpu_memory_utilization must be in (0, 1) with vllm_mode colocate (vLLM shares the "
+                f"training GPU), got {util!r}"
             )
 
 

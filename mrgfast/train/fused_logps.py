@@ -82,10 +82,11 @@ def supported(model, *, cast_lm_head_to_fp32: bool = False) -> bool:
 class TokenLogpsModel:
     """Stands in for ``model`` inside TRL's ``_get_per_token_logps_and_entropies`` (no-grad passes only)."""
 
-    def __init__(self, model, temperature: float):
+    def __init__(self, model, temperature: float, *, pack: bool = False):
         self.model = model
         self.base = base_model(model)
         self.temperature = float(temperature)
+        self.pack = pack  # rows packed without padding (mrgfast.train.packing) where that pays
 
     def __call__(self, *, labels, fused_lm_head=True, **kwargs):
         token_logps = _kernel()
@@ -98,14 +99,18 @@ class TokenLogpsModel:
         def keep_hidden(_module, _args, output):
             captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
 
+        kwargs["use_cache"] = False
+        packed = None
+        if self.pack:
+            from mrgfast.train import packing
+
+            packed = packing.pack(self.base, kwargs)
         handle = self.base.base_model.register_forward_hook(keep_hidden)
         try:
-            kwargs["use_cache"] = False
-            self.model(**kwargs, logits_to_keep=1)
+            self.model(**(packed.kwargs if packed else kwargs), logits_to_keep=1)
         finally:
             handle.remove()
         # TRL's fused forward: position t predicts labels[t + 1]; -100 = not scored
-        hidden = captured["hidden"][:, :-1]
         targets = labels[:, 1:]
         mask = targets != -100
         cols = mask.any(0).nonzero()
@@ -114,7 +119,12 @@ class TokenLogpsModel:
             start = int(cols[0])  # TRL scores the last `logits_to_keep` positions: project from the first one on
             head = self.base.get_output_embeddings()
             weight = head.weight
-            h = hidden[:, start:].to(weight.device)
+            if packed is not None:  # the packed states at the padded positions start .. T-2
+                from mrgfast.train.packing import gather
+
+                h = gather(captured["hidden"], packed.index[:, start:-1]).to(weight.device)
+            else:
+                h = captured["hidden"][:, :-1][:, start:].to(weight.device)
             if h.dtype != weight.dtype:
                 h = h.to(weight.dtype)
             with torch.autocast(h.device.type, enabled=False):

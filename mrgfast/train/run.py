@@ -436,6 +436,10 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
     m = cfg.mrg
     model, processor = _load(cfg, model_path)
     ds = to_dataset(studies, instruction=instruction, with_completion=False)
+    if m.auto_micro_batch:  # sized from the GPU's free memory before the trainer reads the batch sizes
+        from mrgfast.train.micro_batch import auto_size
+
+        auto_size(cfg, model, processor, ds)
     cbs = _callbacks(cfg, "grpo")
     Path(cfg.grpo.output_dir).mkdir(parents=True, exist_ok=True)
     trainer = MrgGRPOTrainer(
@@ -449,6 +453,9 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
         use_fused_loss=m.use_fused_loss,
         vision_cache=m.vision_cache,
         data_order_path=str(Path(cfg.grpo.output_dir) / "data_order.jsonl"),
+        merge_lora_for_generation=m.merge_lora_for_generation,
+        compile_generation=m.compile_generation,
+        pack_sequences=m.pack_sequences,
     )
     _log_trainable(trainer.model, "grpo")
     if ckpt:

@@ -15,6 +15,11 @@
 * ``training_step`` / ``prediction_step``: with ``vision_cache`` on, the frozen vision tower answers from a cache
   that encodes each distinct image once per generation batch (:mod:`mrgfast.train.vision_cache`), in generation, the
   old/reference log-prob passes and the policy pass alike.
+* ``_generate_single_turn`` and ``self.generation_config``: the LoRA adapter merged while TRL generates, and a
+  static-cache compiled decode (:mod:`mrgfast.train.generation_speed`; ``merge_lora_for_generation``,
+  ``compile_generation``).
+* ``_policy_hidden_states`` and the no-grad passes: rows packed without padding (:mod:`mrgfast.train.packing`;
+  ``pack_sequences``).
 """
 
 from __future__ import annotations
@@ -90,12 +95,17 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         use_fused_logps: bool | None = None,
         data_order_path: str | None = None,
         vision_cache: bool = False,
+        merge_lora_for_generation: bool = False,
+        compile_generation: str = "off",
+        pack_sequences: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         from mrgfast.train.vision_cache import VisionCache
 
         self.vision_cache = VisionCache() if vision_cache else None  # filled per generation batch
+        self._setup_generation_speed(merge_lora_for_generation, compile_generation)
+        self.pack_sequences = bool(pack_sequences)
         # reference/old log-probs through mrgfast's head: on with the fused loss unless asked otherwise
         self.use_fused_logps = bool(use_fused_loss if use_fused_logps is None else use_fused_logps)
         if self.use_fused_logps:
@@ -141,6 +151,59 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
 
         return self.vision_cache.active(model) if self.vision_cache is not None else contextlib.nullcontext()
 
+    # ------------------------------------------------------------------------------------------ generation
+    def _setup_generation_speed(self, merge_lora: bool, compile_mode: str) -> None:
+        """LoRA merged while generating, compiled static-cache decoding (:mod:`mrgfast.train.generation_speed`)."""
+        from mrgfast.train import generation_speed as gs
+
+        self._lora_merge = None
+        self.compiled_decode = False
+        transformers_generate = not (self.use_vllm or getattr(self, "use_transformers_continuous_batching", False))
+        if not transformers_generate:
+            if merge_lora or compile_mode == "on":
+                log.info("generation: TRL's vLLM / continuous-batching engine; merge and compile levers not used")
+            return
+        if merge_lora:
+            self._lora_merge = gs.LoraMergeForGeneration()
+        sharded = bool(getattr(self, "is_fsdp_enabled", False)) or (
+            getattr(self, "is_deepspeed_enabled", False)
+            and getattr(getattr(self.accelerator.state, "deepspeed_plugin", None), "zero_stage", 0) == 3
+        )
+        if gs.compiled_decode_wanted(compile_mode, self.accelerator.device, sharded=sharded):
+            why = gs.configure_compiled_decode(
+                self.generation_config,
+                device=self.accelerator.device,
+                user_cache_implementation=self.generation_config.cache_implementation,
+            )
+            if why:
+                log.info("generation: compiled decode not used: %s", why)
+            else:
+                self.compiled_decode = True
+        log.info(
+            "generation: LoRA %s, decoding %s",
+            "merged while generating" if merge_lora else "unmerged",
+            "with a static cache and a compiled step" if self.compiled_decode else "eager (TRL's default)",
+        )
+
+    def _generate_single_turn(self, *args, **kwargs):
+        if self._lora_merge is None and not self.compiled_decode:
+            return super()._generate_single_turn(*args, **kwargs)
+        import contextlib
+
+        from mrgfast.train import generation_speed as gs
+
+        merged = self._lora_merge.merged(self.model) if self._lora_merge else contextlib.nullcontext()
+        with merged:
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            except Exception as e:
+                if not (self.compiled_decode and gs.is_compile_error(e)):
+                    raise
+                log.warning("compiled decoding failed (%s: %s); decoding eagerly from now on", type(e).__name__, e)
+                gs.eager_decode(self.generation_config)
+                self.compiled_decode = False
+                return super()._generate_single_turn(*args, **kwargs)
+
     # ------------------------------------------------------------------------------------------ data order
     def _generate_and_score_completions(self, inputs):
         if self.vision_cache is not None:
@@ -149,7 +212,7 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             ids = [x.get("id") for x in inputs]
             with open(self.data_order_path, "a") as fh:
                 fh.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
-        if not self.use_fused_logps:
+        if not self.use_fused_logps or self.compiled_decode:  # a swapped head would defeat the compiled graph
             return super()._generate_and_score_completions(inputs)
         from mrgfast.train.generation_head import onednn_generation_head
 
@@ -162,7 +225,7 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             from mrgfast.train import fused_logps
 
             if fused_logps.supported(model, cast_lm_head_to_fp32=getattr(self.args, "cast_lm_head_to_fp32", False)):
-                model = fused_logps.TokenLogpsModel(model, self.temperature)
+                model = fused_logps.TokenLogpsModel(model, self.temperature, pack=self.pack_sequences)
         return super()._get_per_token_logps_and_entropies(
             model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kw
         )
@@ -197,13 +260,40 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         # (re-gathering a resharded root's parameters, e.g. the final norm) on the outputs only, and a
         # loss reached through an inner tensor backpropagates into freed storage. The LM head runs on
         # one position only.
+        packed = self._pack(base, kw)
         with self.accelerator.autocast():
-            outputs = model(**kw, logits_to_keep=1, output_hidden_states=True)
-        captured = {"hidden": outputs.hidden_states[-1]}  # after the final norm (last_hidden_state)
+            outputs = model(**(packed.kwargs if packed else kw), logits_to_keep=1, output_hidden_states=True)
+        last = outputs.hidden_states[-1]  # after the final norm (last_hidden_state)
         T = completion_ids.size(1)
-        hidden = captured["hidden"][:, -T - 1 : -1, :]
+        if packed is not None:  # the packed rows' states at the padded positions that predict the completion
+            from mrgfast.train.packing import gather
+
+            hidden = gather(last, packed.index[:, -T - 1 : -1])
+        else:
+            hidden = last[:, -T - 1 : -1, :]
         lm_head = base.get_output_embeddings()
         return hidden, lm_head
+
+    def _pack(self, base, kw):
+        """``kw`` packed without padding (:mod:`mrgfast.train.packing`), or None (switch off, or no gain)."""
+        if not self.pack_sequences:
+            return None
+        from mrgfast.train import packing
+
+        packed = packing.pack(base, kw)
+        if packed is not None and not getattr(self, "_told_packing", False):
+            self._told_packing = True
+            b, t = kw["attention_mask"].shape
+            log.info(
+                "policy pass packed: %d rows x %d slots -> %d x %d (%.0f %% of the slots; %s attention)",
+                b,
+                t,
+                packed.rows,
+                packed.length,
+                100 * packed.rows * packed.length / (b * t),
+                packing.attention_implementation(base),
+            )
+        return packed
 
     def _fused_compute_loss(self, model, inputs):
         from mrgfast.kernels import grpo_loss

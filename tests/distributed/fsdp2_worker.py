@@ -41,6 +41,8 @@ class LossPath:
 
     _policy_hidden_states = MrgGRPOTrainer._policy_hidden_states
     _fused_compute_loss = MrgGRPOTrainer._fused_compute_loss
+    _pack = MrgGRPOTrainer._pack
+    pack_sequences = True  # mrgfast train's default: the planner decides per batch (mrgfast.train.packing)
 
     def __init__(self, model):
         self.model = model

@@ -67,22 +67,42 @@ def test_cli_reports_config_errors(capsys):
     assert "configuration error" in capsys.readouterr().err
 
 
-def test_speed_levers_are_documented_boolean_switches(capsys):
-    """The benches turn each lever off with `--LEVER false`: every name in SPEED_LEVERS must be a boolean MrgConfig
-    field with help text, listed by --list-fields, and settable off from a flag."""
+def test_speed_levers_are_documented_switches_that_off_turns_off(capsys):
+    """The benches turn each lever off with `--LEVER off`: every name in SPEED_LEVERS is an MrgConfig field with
+    help text, listed by --list-fields, on by default (compile_generation: "auto", which decides per device), and off
+    from that flag."""
     import dataclasses
 
-    from mrgfast.train.config import MRG_FIELDS, SPEED_LEVERS, MrgConfig, describe
+    from mrgfast.train.config import LEVER_OFF, MRG_FIELDS, SPEED_LEVERS, MrgConfig, describe, lever_is_on
 
-    assert len(set(SPEED_LEVERS)) == len(SPEED_LEVERS) >= 3
+    assert len(set(SPEED_LEVERS)) == len(SPEED_LEVERS) >= 7
     defaults = MrgConfig()
     assert cli(["train", "--list-fields"]) == 0
     listed = capsys.readouterr().out
     for name in SPEED_LEVERS:
         f = MRG_FIELDS[name]
-        assert f.type in (bool, "bool") and isinstance(getattr(defaults, name), bool)
         assert f.metadata.get("help") and f"--{name}" in listed
-        assert f.default is not dataclasses.MISSING
-        cfg = build_config("tiny", None, {name: "false"})
-        assert getattr(cfg.mrg, name) is False
-        assert f"{name}=False" in describe(cfg)
+        assert f.default is not dataclasses.MISSING and lever_is_on(getattr(defaults, name)), name
+        cfg = build_config("tiny", None, {name: LEVER_OFF})
+        assert not lever_is_on(getattr(cfg.mrg, name)), name
+        assert f"{name}={getattr(cfg.mrg, name)}" in describe(cfg)
+    assert defaults.compile_generation == "auto"
+    off = build_config("tiny", None, dict.fromkeys(SPEED_LEVERS, LEVER_OFF))  # what the ablation benches pass
+    assert not any(lever_is_on(getattr(off.mrg, name)) for name in SPEED_LEVERS)
+    with pytest.raises(ConfigError, match="compile_generation must be one of auto, on, off"):
+        build_config("tiny", None, {"compile_generation": "always"})
+    assert cli(["train", "--preset", "tiny", "--dry-run"]) == 0
+    assert "speed levers: use_fused_loss=True, vision_cache=True" in capsys.readouterr().out
+
+
+def test_vllm_generation_is_checked_before_any_stage(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"grpo\.use_vllm is true but vllm is not installed"):
+        build_config("tiny", None, {"grpo": {"use_vllm": "true"}})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    assert build_config("tiny", None, {"grpo": {"use_vllm": "true", "vllm_mode": "server"}}).grpo.use_vllm
+    with pytest.raises(ConfigError, match="vllm_gpu_memory_utilization must be in"):
+        build_config("tiny", None, {"grpo": {"use_vllm": "true", "vllm_gpu_memory_utilization": "1.5"}})
