@@ -8,6 +8,7 @@ explanation states the engine's own codes and flags any difference.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from mrgfast.contracts import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
@@ -171,8 +172,10 @@ def explain(text: str) -> dict[str, Any]:
     }
 
 
-def format_explanation(result: dict[str, Any]) -> str:
-    """The explanation as text: observations with a code (or a call), their calls, then No Finding."""
+def format_explanation(result: dict[str, Any], observations: Collection[str] | None = None) -> str:
+    """The explanation as text: observations with a code (or a call), their calls, then No Finding.
+
+    `observations` limits it to those (``mrgfast agree --reference-labels`` shows the disagreeing ones)."""
     lines = [f"text: {result['text']!r}"]
     if not result["engine_equals_reference"]:
         lines.append(
@@ -180,9 +183,11 @@ def format_explanation(result: dict[str, Any]) -> str:
             f"engine {result['engine_codes']} vs reference {result['reference_codes']}; the trail below is the reference's"
         )
     for obs, entry in result["observations"].items():
-        if obs == "No Finding":
+        if obs == "No Finding" or (observations is not None and obs not in observations):
             continue
         if entry["code"] == BLANK and not entry["calls"]:
+            if observations is not None:
+                lines.append(f"{obs}: blank (no mention)")
             continue
         lines.append(f"{obs}: {CODE_NAMES[entry['code']]}")
         for c in entry["calls"]:
@@ -197,7 +202,10 @@ def format_explanation(result: dict[str, Any]) -> str:
             if c["note"]:
                 lines.append(f"    {c['note']}")
     nf = result["observations"]["No Finding"]
-    lines.append(f"No Finding: {CODE_NAMES[nf['code']]} ({nf['why']})")
+    if observations is None or "No Finding" in observations:
+        lines.append(f"No Finding: {CODE_NAMES[nf['code']]} ({nf['why']})")
+    if observations is not None:
+        return "\n".join(lines)
     untouched = [
         o for o, e in result["observations"].items() if e["code"] == BLANK and not e["calls"] and o != "No Finding"
     ]
