@@ -81,16 +81,13 @@ def _decider(code: int, found: list[dict[str, str]]) -> str:
     return "?"
 
 
-def _apply_flags(code: int, u_flag: bool, p_flag: bool, w_flag: bool, noun: str) -> tuple[int | None, str | None]:
+def _apply_flags(code: int, u_flag: bool, p_flag: bool, noun: str) -> tuple[int | None, str | None]:
     """The code a rule's flags leave of ``code``, and the note saying why (``noun``: what one reading is)."""
-    c, note = code, None
-    if p_flag and c == NEGATIVE:
-        c, note = None, f"flag p: a negative {noun} is not counted"
-    elif u_flag and c == POSITIVE:
-        c, note = UNCERTAIN, f"flag u: a positive {noun} counts as uncertain"
-    if w_flag:
-        note = (note + "; " if note else "") + "flag w: a weak reading, used only when nothing else mentions it"
-    return c, note
+    if p_flag and code == NEGATIVE:
+        return None, f"flag p: a negative {noun} is not counted"
+    if u_flag and code == POSITIVE:
+        return UNCERTAIN, f"flag u: a positive {noun} counts as uncertain"
+    return code, None
 
 
 def explain(text: str) -> dict[str, Any]:
@@ -123,8 +120,8 @@ def explain(text: str) -> dict[str, Any]:
                         readings.append((e.desc_targets, code, trace, "reading", kind, "@desc"))
                 for targets, code, trace, noun, kind, section in readings:
                     found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag, w_flag in targets:
-                        c, note = _apply_flags(code, u_flag, p_flag, w_flag, noun)
+                    for obs, u_flag, p_flag in targets:
+                        c, note = _apply_flags(code, u_flag, p_flag, noun)
                         calls[OBSERVATIONS[obs]].append(
                             {
                                 "sentence": s_idx + 1,
@@ -136,15 +133,9 @@ def explain(text: str) -> dict[str, Any]:
                                 "code": c,
                                 "decided_by": _decider(code, found),
                                 "note": note,
-                                "weak": w_flag,
                                 "triggers": found,
                             }
                         )
-    for obs_calls in calls.values():
-        if any(not c["weak"] for c in obs_calls):
-            for c in obs_calls:
-                if c["weak"]:
-                    c["note"] += " (not used: the report mentions it elsewhere)"
     observations = {}
     for j, obs in enumerate(OBSERVATIONS):
         entry: dict[str, Any] = {"code": engine_codes[j], "calls": calls[obs]}
