@@ -136,10 +136,12 @@ def run_reference(args) -> int:
     from mrgfast.cli.labeler_options import labeler_names, labelers_from_args
     from mrgfast.contracts import OBSERVATIONS
     from mrgfast.labelers.reference_labels import (
+        SCHEMES,
         ReferenceError,
         disagreements,
         format_disagreement,
         format_reference_score,
+        normalise_scheme,
         plot_reference_score,
         read_reference_csv,
         score_against_reference,
@@ -162,6 +164,18 @@ def run_reference(args) -> int:
     if args.show < 0:
         print(f"{prefix}--show must be >= 0, got {args.show}", file=sys.stderr)
         return 2
+    if args.scheme is not None and normalise_scheme(args.scheme) is None:
+        print(f"{prefix}--scheme: unknown {args.scheme!r}; choose one of {', '.join(SCHEMES)}", file=sys.stderr)
+        return 2
+    if args.format not in (None, "csv"):
+        print(f"{prefix}--reference-labels reads a CSV file, not {args.format}", file=sys.stderr)
+        return 2
+    if args.skip_bad:
+        print(
+            f"{prefix}--skip-bad does not go with --reference-labels: a bad reference row stops the run",
+            file=sys.stderr,
+        )
+        return 2
     outputs = [args.json, args.disagreements] + ([] if args.no_plot else [args.plot])
     try:
         for out in outputs:
@@ -174,9 +188,6 @@ def run_reference(args) -> int:
         (labeler,) = labelers_from_args(args, default="rust")
     except (ValueError, OSError, ImportError) as e:
         print(prefix + str(e), file=sys.stderr)
-        return 2
-    if args.format not in (None, "csv"):
-        print(f"{prefix}--reference-labels reads a CSV file, not {args.format}", file=sys.stderr)
         return 2
     try:
         ref = read_reference_csv(

@@ -214,6 +214,10 @@ def test_agree_reference_labels_cli_errors(tmp_path, capsys):
     assert "--observation: unknown ['Heart']" in capsys.readouterr().err
     assert main([*argv, "--disagreements", str(good)]) == 2  # would overwrite the input
     assert "is also an input" in capsys.readouterr().err
+    assert main([*argv, "--scheme", "trinary"]) == 2
+    assert "--scheme: unknown 'trinary'" in capsys.readouterr().err
+    assert main([*argv, "--skip-bad"]) == 2
+    assert "--skip-bad does not go with --reference-labels" in capsys.readouterr().err
     assert main(["agree", str(good), "--scheme", "binary", "--labeler", "rust,rust"]) == 2
     assert "go with --reference-labels" in capsys.readouterr().err
 
