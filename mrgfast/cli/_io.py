@@ -67,6 +67,7 @@ class Row:
     line: int
     text: str
     id: str | None = None
+    fields: dict[str, str] | None = None  # every column of a CSV row, with ``keep_fields=True``
 
 
 @dataclass
@@ -175,12 +176,17 @@ def read_rows(
     progress: bool | None = None,
     desc: str | None = None,
     candidates: Sequence[str] = TEXT_FIELD_CANDIDATES,
+    keep_fields: bool = False,
 ) -> RowStream:
     """A stream of :class:`Row` / :class:`BadRow` items of one file (see module doc).
 
     Without ``text_field``, the first of ``candidates`` present in the header / first object is used.
+    ``keep_fields`` (CSV only) also hands each row's columns as ``Row.fields``; the stream's ``header``
+    is the CSV header once the first item is read.
     """
-    return RowStream(path, detect_format(path, fmt), text_field, id_field, progress, desc, tuple(candidates))
+    stream = RowStream(path, detect_format(path, fmt), text_field, id_field, progress, desc, tuple(candidates))
+    stream.keep_fields = keep_fields
+    return stream
 
 
 class RowStream:
@@ -193,6 +199,8 @@ class RowStream:
         self.text_field = text_field
         self.id_field = id_field
         self.has_ids = False
+        self.keep_fields = False
+        self.header: list[str] | None = None
         self._progress_enabled = progress
         self._desc = desc or os.path.basename(path)
 
@@ -294,6 +302,7 @@ class RowStream:
         if any(n in bad_lines for n in range(1, header_end + 1)):
             raise InputError(f"{self.path}:1: invalid UTF-8 in the header row")
         header = [h.strip() for h in header]
+        self.header = header
         self._decide_fields(header, 1)
         col = header.index(self.text_field)
         id_col = header.index(self.id_field) if self.has_ids else None
@@ -325,7 +334,7 @@ class RowStream:
                 if not rid:
                     yield self._bad(start, f"id column {self.id_field!r} is empty")
                     continue
-            yield Row(start, row[col], rid)
+            yield Row(start, row[col], rid, dict(zip(header, row)) if self.keep_fields else None)
 
     def _decide_fields(self, keys: Sequence[str], line: int) -> None:
         if self.text_field is None:

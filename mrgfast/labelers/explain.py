@@ -8,6 +8,7 @@ explanation states the engine's own codes and flags any difference.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from mrgfast.contracts import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
@@ -80,16 +81,13 @@ def _decider(code: int, found: list[dict[str, str]]) -> str:
     return "?"
 
 
-def _apply_flags(code: int, u_flag: bool, p_flag: bool, w_flag: bool, noun: str) -> tuple[int | None, str | None]:
+def _apply_flags(code: int, u_flag: bool, p_flag: bool, noun: str) -> tuple[int | None, str | None]:
     """The code a rule's flags leave of ``code``, and the note saying why (``noun``: what one reading is)."""
-    c, note = code, None
-    if p_flag and c == NEGATIVE:
-        c, note = None, f"flag p: a negative {noun} is not counted"
-    elif u_flag and c == POSITIVE:
-        c, note = UNCERTAIN, f"flag u: a positive {noun} counts as uncertain"
-    if w_flag:
-        note = (note + "; " if note else "") + "flag w: a weak reading, used only when nothing else mentions it"
-    return c, note
+    if p_flag and code == NEGATIVE:
+        return None, f"flag p: a negative {noun} is not counted"
+    if u_flag and code == POSITIVE:
+        return UNCERTAIN, f"flag u: a positive {noun} counts as uncertain"
+    return code, None
 
 
 def explain(text: str) -> dict[str, Any]:
@@ -122,8 +120,8 @@ def explain(text: str) -> dict[str, Any]:
                         readings.append((e.desc_targets, code, trace, "reading", kind, "@desc"))
                 for targets, code, trace, noun, kind, section in readings:
                     found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag, w_flag in targets:
-                        c, note = _apply_flags(code, u_flag, p_flag, w_flag, noun)
+                    for obs, u_flag, p_flag in targets:
+                        c, note = _apply_flags(code, u_flag, p_flag, noun)
                         calls[OBSERVATIONS[obs]].append(
                             {
                                 "sentence": s_idx + 1,
@@ -135,15 +133,9 @@ def explain(text: str) -> dict[str, Any]:
                                 "code": c,
                                 "decided_by": _decider(code, found),
                                 "note": note,
-                                "weak": w_flag,
                                 "triggers": found,
                             }
                         )
-    for obs_calls in calls.values():
-        if any(not c["weak"] for c in obs_calls):
-            for c in obs_calls:
-                if c["weak"]:
-                    c["note"] += " (not used: the report mentions it elsewhere)"
     observations = {}
     for j, obs in enumerate(OBSERVATIONS):
         entry: dict[str, Any] = {"code": engine_codes[j], "calls": calls[obs]}
@@ -171,8 +163,10 @@ def explain(text: str) -> dict[str, Any]:
     }
 
 
-def format_explanation(result: dict[str, Any]) -> str:
-    """The explanation as text: observations with a code (or a call), their calls, then No Finding."""
+def format_explanation(result: dict[str, Any], observations: Collection[str] | None = None) -> str:
+    """The explanation as text: observations with a code (or a call), their calls, then No Finding.
+
+    `observations` limits it to those (``mrgfast agree --reference-labels`` shows the disagreeing ones)."""
     lines = [f"text: {result['text']!r}"]
     if not result["engine_equals_reference"]:
         lines.append(
@@ -180,9 +174,11 @@ def format_explanation(result: dict[str, Any]) -> str:
             f"engine {result['engine_codes']} vs reference {result['reference_codes']}; the trail below is the reference's"
         )
     for obs, entry in result["observations"].items():
-        if obs == "No Finding":
+        if obs == "No Finding" or (observations is not None and obs not in observations):
             continue
         if entry["code"] == BLANK and not entry["calls"]:
+            if observations is not None:
+                lines.append(f"{obs}: blank (no mention)")
             continue
         lines.append(f"{obs}: {CODE_NAMES[entry['code']]}")
         for c in entry["calls"]:
@@ -197,7 +193,10 @@ def format_explanation(result: dict[str, Any]) -> str:
             if c["note"]:
                 lines.append(f"    {c['note']}")
     nf = result["observations"]["No Finding"]
-    lines.append(f"No Finding: {CODE_NAMES[nf['code']]} ({nf['why']})")
+    if observations is None or "No Finding" in observations:
+        lines.append(f"No Finding: {CODE_NAMES[nf['code']]} ({nf['why']})")
+    if observations is not None:
+        return "\n".join(lines)
     untouched = [
         o for o, e in result["observations"].items() if e["code"] == BLANK and not e["calls"] and o != "No Finding"
     ]

@@ -184,9 +184,9 @@ class Rules:
             name, _, flags = spec.partition(":")
             if name not in OBSERVATIONS or name == "No Finding":
                 raise ValueError(f"rules.txt:{lineno}: unknown observation {name!r}")
-            if set(flags) - set("upw"):
+            if set(flags) - set("up"):
                 raise ValueError(f"rules.txt:{lineno}: unknown flags {flags!r}")
-            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags, "w" in flags))
+            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags))
         return out
 
     def _add(self, section: list[str], phrase: str, lineno: int) -> None:
@@ -660,22 +660,20 @@ def aggregate(current: int, new: int) -> int:
     return new if _PRIORITY.get(new, 0) > _PRIORITY.get(current, 0) else current
 
 
-def _apply(labels: list[int], weak: list[int], targets, code: int) -> None:
-    for obs, u_flag, p_flag, w_flag in targets:
+def _apply(labels: list[int], targets, code: int) -> None:
+    for obs, u_flag, p_flag in targets:
         c = code
         if p_flag and c == NEGATIVE:
             continue
         if u_flag and c == POSITIVE:
             c = UNCERTAIN
-        out = weak if w_flag else labels
-        out[obs] = aggregate(out[obs], c)
+        labels[obs] = aggregate(labels[obs], c)
 
 
 def label_report(text: str) -> list[int]:
     """The 14 codes of one report (BLANK = -128 when not mentioned)."""
     r = rules()
     labels = [BLANK] * N_OBS
-    weak = [BLANK] * N_OBS  # codes of weak readings (flag w): used where nothing else mentions the observation
     if all(ch in WHITESPACE for ch in text):
         return labels
     for U in sentences(r, text):
@@ -684,12 +682,11 @@ def label_report(text: str) -> list[int]:
             if e is None:
                 continue
             if e.mentions:
-                _apply(labels, weak, e.mentions, code_at(r, U, p))
+                _apply(labels, e.mentions, code_at(r, U, p))
             if e.desc_group is not None:
                 c = desc_code(r, U, p, e.desc_group)
                 if c is not None:
-                    _apply(labels, weak, e.desc_targets, c)
-    labels = [w if c == BLANK else c for c, w in zip(labels, weak)]
+                    _apply(labels, e.desc_targets, c)
     finding = any(labels[i] in (POSITIVE, UNCERTAIN) for i in range(1, N_OBS) if i != SUPPORT_DEVICES)
     if not finding:
         labels[NO_FINDING] = POSITIVE

@@ -46,18 +46,11 @@ pub fn label_report(text: &str) -> Labels {
         return labels;
     }
     let r = rules();
-    // codes from weak readings (flag `w`): used where the report has no other mention
-    let mut weak = [BLANK; N_OBS];
     SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => label_into(r, text, &mut s, &mut labels, &mut weak),
+        Ok(mut s) => label_into(r, text, &mut s, &mut labels),
         // re-entrant call on this thread (cannot happen today): use fresh buffers
-        Err(_) => label_into(r, text, &mut Scratch::default(), &mut labels, &mut weak),
+        Err(_) => label_into(r, text, &mut Scratch::default(), &mut labels),
     });
-    for (slot, w) in labels.iter_mut().zip(weak) {
-        if *slot == BLANK {
-            *slot = w;
-        }
-    }
     let finding =
         (1..N_OBS).any(|i| i != SUPPORT_DEVICES && matches!(labels[i], POSITIVE | UNCERTAIN));
     if !finding {
@@ -66,7 +59,7 @@ pub fn label_report(text: &str) -> Labels {
     labels
 }
 
-fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels, weak: &mut Labels) {
+fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
     let Scratch { tokens, units } = s;
     tokenize(text, r, tokens);
     units.clear();
@@ -81,7 +74,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels, weak:
                 ti += e.tokens.len();
                 if e.header != HEADER_NONE {
                     if !units.is_empty() && !drop {
-                        sentence(r, units, labels, weak);
+                        sentence(r, units, labels);
                     }
                     units.clear();
                     drop = e.header == HEADER_SKIP;
@@ -94,7 +87,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels, weak:
         match toks[ti].kind {
             BREAK | PARA => {
                 if !units.is_empty() && !drop {
-                    sentence(r, units, labels, weak);
+                    sentence(r, units, labels);
                 }
                 units.clear();
                 drop = false;
@@ -105,7 +98,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels, weak:
         ti += 1;
     }
     if !units.is_empty() && !drop {
-        sentence(r, units, labels, weak);
+        sentence(r, units, labels);
     }
 }
 
@@ -166,7 +159,7 @@ pub fn match_at(r: &Rules, t: &Tokens, i: usize) -> u32 {
 }
 
 #[inline]
-fn apply(labels: &mut Labels, weak: &mut Labels, targets: &[Target], code: i8) {
+fn apply(labels: &mut Labels, targets: &[Target], code: i8) {
     for t in targets {
         let mut c = code;
         if t.p && c == NEGATIVE {
@@ -175,16 +168,12 @@ fn apply(labels: &mut Labels, weak: &mut Labels, targets: &[Target], code: i8) {
         if t.u && c == POSITIVE {
             c = UNCERTAIN;
         }
-        let slot = if t.w {
-            &mut weak[t.obs as usize]
-        } else {
-            &mut labels[t.obs as usize]
-        };
+        let slot = &mut labels[t.obs as usize];
         *slot = aggregate(*slot, c);
     }
 }
 
-fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels, weak: &mut Labels) {
+fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
     // without any trigger in the sentence every mention is positive: skip the scope scans
     let any_trigger = units
         .iter()
@@ -198,11 +187,11 @@ fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels, weak: &mut Labels) {
             } else {
                 POSITIVE
             };
-            apply(labels, weak, &e.mentions, code);
+            apply(labels, &e.mentions, code);
         }
         if e.is_desc() {
             if let Some(c) = desc_code(r, units, p, e.desc_group) {
-                apply(labels, weak, &e.desc_targets, c);
+                apply(labels, &e.desc_targets, c);
             }
         }
     }

@@ -54,8 +54,6 @@ pub struct Target {
     pub u: bool,
     /// counted only when positive or uncertain
     pub p: bool,
-    /// weak reading: used only when the report has no other mention of the observation
-    pub w: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -229,14 +227,13 @@ fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
             .position(|o| *o == name)
             .filter(|&i| i != 0)
             .ok_or_else(|| format!("line {lineno}: unknown observation {name:?}"))?;
-        if flags.chars().any(|c| !matches!(c, 'u' | 'p' | 'w')) {
+        if flags.chars().any(|c| c != 'u' && c != 'p') {
             return Err(format!("line {lineno}: unknown flags {flags:?}"));
         }
         out.push(Target {
             obs: obs as u8,
             u: flags.contains('u'),
             p: flags.contains('p'),
-            w: flags.contains('w'),
         });
     }
     Ok(out)
