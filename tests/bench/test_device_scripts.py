@@ -38,7 +38,8 @@ def test_gpu_trainer_dry_runs_the_whole_ablation(tmp_path):
     res = _run("gpu_trainer.py", tmp_path, "--work", str(tmp_path / "work"))
     assert res["dry"] is True and not res["skipped"]
     acc, abl = res["summary"]["acceptance"], res["summary"]["ablation"]
-    assert set(acc) == {"trl+py-reward", "mrgfast"}
+    assert set(acc) == {"trl+py-reward", "mrgfast", "mrgfast-no:auto_micro_batch"}  # memory at TRL's micro-batch
+    assert "peak_memory_ratio_at_trl_micro_batch" not in res["checks"]  # no GPU memory on the CPU
     assert set(abl) == {"mrgfast", *(f"mrgfast-no:{lever}" for lever in SPEED_LEVERS)}
     assert set(res["lever_gains"]) == set(SPEED_LEVERS)
     for lever in SPEED_LEVERS:  # each variant really ran with its lever off and the others on
