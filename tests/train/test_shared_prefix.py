@@ -30,7 +30,7 @@ def two_view_dir(tmp_path_factory):
     return out
 
 
-def _trainer(tmp_path, synth_dir, model_dir, small, *, attn="sdpa", **grpo):
+def _trainer(tmp_path, synth_dir, model_dir, small, *, attn="sdpa", vision_cache=False, **grpo):
     from mrgfast.data.r2gen import read_annotation, to_dataset
     from mrgfast.models.loading import load_model, load_processor
     from mrgfast.train.run import _peft, build_rewards
@@ -57,6 +57,7 @@ def _trainer(tmp_path, synth_dir, model_dir, small, *, attn="sdpa", **grpo):
         peft_config=_peft(cfg, model),
         use_fused_loss=True,
         share_prompt_prefix=True,
+        vision_cache=vision_cache,
     )
     with torch.no_grad():  # LoRA starts at B = 0: give it a delta so its gradients and the passes are non-trivial
         for name, p in trainer.model.named_parameters():
@@ -331,6 +332,27 @@ def test_eager_attention_gets_its_additive_mask(tmp_path, two_view_dir, tiny_mod
     taken = _counting(monkeypatch)
     shared = _policy(trainer, batch, share=True)
     assert taken[0] is not None and taken[0].kwargs["attention_mask"].dtype == torch.float32
+    _assert_same(plain, shared, batch["completion_mask"].bool())
+
+
+def test_with_gradient_checkpointing_and_the_vision_cache(tmp_path, two_view_dir, tiny_model_dir, small, monkeypatch):
+    """mrgfast train's defaults around the layout: checkpointed decoder layers (recomputed in the backward with the
+    4-D mask) and the vision cache serving the groups' images."""
+    trainer = _trainer(tmp_path, two_view_dir, tiny_model_dir, small, vision_cache=True, gradient_checkpointing="true")
+    base = trainer.model.get_base_model()  # what Trainer.train does with gradient_checkpointing on
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+    layers = base.model.language_model.layers
+    assert all(getattr(layer, "gradient_checkpointing", False) for layer in layers), "checkpointing is not on"
+    with trainer._vision_cached(trainer.model):
+        inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    batch = _hard_batch(trainer, inputs)
+    encoded = trainer.vision_cache.images_encoded
+    with trainer._vision_cached(trainer.model):
+        plain = _policy(trainer, batch, share=False)
+        taken = _counting(monkeypatch)
+        shared = _policy(trainer, batch, share=True)
+    assert taken[0] is not None and taken[0].sequences == 3
+    assert trainer.vision_cache.images_encoded == encoded + 1  # row 7's changed image; the rest were hits
     _assert_same(plain, shared, batch["completion_mask"].bool())
 
 
