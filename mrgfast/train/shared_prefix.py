@@ -13,11 +13,11 @@ The layout: per group one sequence, the prompt's valid tokens then each completi
 mask must be a prefix: 1 up to EOS, 0 after, which is how TRL builds it); sequences are laid one per row, or packed
 several per row by :func:`mrgfast.train.packing.plan` when ``pack_sequences`` is on, the rest of a row padding (a
 sequence of its own, attended by nobody else). The attention mask - each completion attends causally to the prompt
-and to itself, never to another completion or another sequence - is built by transformers' own
-``masking_utils.create_causal_mask`` from an ``and_mask_function``: a boolean ``[K, 1, L, L]`` mask for SDPA, the
-additive one for eager attention, a ``BlockMask`` for flex attention. The model receives it as its
-``attention_mask``; a 4-D mask is what ``create_causal_mask`` returns unchanged (nothing of transformers is
-patched). flash-attention's varlen kernels take sequences, not masks, and a shared prefix is not one: there, and
+and to itself, never to another completion or another sequence - is built by transformers' own mask interface
+(``masking_utils.ALL_MASK_ATTENTION_FUNCTIONS``, what ``create_causal_mask`` calls for the model's attention) from
+the causal function and'ed with the layout's: a boolean ``[K, 1, L, L]`` mask for SDPA, the additive one for eager
+attention, a ``BlockMask`` for flex attention. The model receives it as its ``attention_mask``; a 4-D mask is what
+``create_causal_mask`` returns unchanged (nothing of transformers is patched). flash-attention's varlen kernels take sequences, not masks, and a shared prefix is not one: there, and
 for sliding-window or linear-attention layers (whose window counts slots, not positions), the caller keeps
 ``pack_sequences`` / the padded batch, and says so in the log.
 
@@ -42,7 +42,7 @@ import torch
 
 from mrgfast.train import packing
 
-# attention implementations that take a custom 4-D mask (a BlockMask for flex) through create_causal_mask
+# attention implementations that take a custom 4-D mask (a BlockMask for flex), passed on by create_causal_mask
 MASK_ATTENTION = ("sdpa", "eager", "flex_attention")
 # model inputs this layout rewrites or passes on; any other (videos, image sizes, a cache, embeddings) -> not shared
 _REWRITTEN = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", *packing.PER_TOKEN_KEYS)
@@ -308,9 +308,11 @@ def _leader_positions(model, kwargs, leaders, row_images) -> torch.Tensor | None
 
 
 def _mask(model, seq_id: torch.Tensor, seg: torch.Tensor):
-    """The 4-D mask (or BlockMask) of the layout, from transformers' ``create_causal_mask``: causal, within one
-    sequence, and to the prompt or the query's own completion only."""
-    from transformers.masking_utils import create_causal_mask
+    """The 4-D mask (or BlockMask) of the layout from transformers' mask interface for the model's attention (what
+    ``create_causal_mask`` calls): causal, within one sequence, and to the prompt or the query's own completion only.
+    The function is index-based, so it is evaluated by broadcasting (``use_vmap=False``: boolean ``[K, 1, L, L]``
+    temporaries, where ``create_causal_mask``'s vmap path for custom functions would hold int64 ones)."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, and_masks, causal_mask_function
 
     def same_sequence_prompt_or_own(batch_idx, head_idx, q_idx, kv_idx):
         kv_seg = seg[batch_idx, kv_idx]
@@ -318,13 +320,16 @@ def _mask(model, seq_id: torch.Tensor, seg: torch.Tensor):
         return same & ((kv_seg == 0) | (kv_seg == seg[batch_idx, q_idx]))
 
     rows, length = seq_id.shape
-    dtype = model.get_input_embeddings().weight.dtype
-    shape_only = torch.empty((rows, length, 1), dtype=dtype, device=seq_id.device)
-    return create_causal_mask(
-        config=packing._config(model),
-        inputs_embeds=shape_only,
+    cfg = packing._config(model)
+    return ALL_MASK_ATTENTION_FUNCTIONS[cfg._attn_implementation](
+        batch_size=rows,
+        q_length=length,
+        kv_length=length,
+        mask_function=and_masks(causal_mask_function, same_sequence_prompt_or_own),
         attention_mask=None,
-        cache=None,
-        position_ids=None,
-        and_mask_function=same_sequence_prompt_or_own,
+        allow_is_causal_skip=False,
+        dtype=model.get_input_embeddings().weight.dtype,  # eager's additive mask: the hidden states' dtype
+        config=cfg,
+        use_vmap=False,
+        device=seq_id.device,
     )

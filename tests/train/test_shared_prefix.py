@@ -335,6 +335,47 @@ def test_eager_attention_gets_its_additive_mask(tmp_path, two_view_dir, tiny_mod
     _assert_same(plain, shared, batch["completion_mask"].bool())
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "flex_attention"])
+def test_a_text_model_through_each_mask_kind(attn):
+    """A text-only decoder (Qwen2; 1-D positions; transformers 5.25 has no flex attention for Qwen2.5-VL) with
+    left-padded prompts of unequal lengths and a completion cut short: the shared layout's hidden states at every
+    real token are the padded forward's (rtol 1e-5 / atol 1e-6). flex attention compiles its kernel on the CPU
+    (6-35 s measured, depending on inductor's cache)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from mrgfast.train.packing import gather
+
+    cfg = Qwen2Config(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    cfg._attn_implementation = attn
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg).eval()
+    p, c = 7, 5
+    g = torch.Generator().manual_seed(1)
+    prompts = torch.randint(5, 300, (2, p), generator=g).repeat_interleave(3, 0)
+    ids = torch.cat([prompts, torch.randint(5, 300, (6, c), generator=g)], 1)[[0, 3, 1, 4, 5, 2]]
+    mask = torch.ones_like(ids)
+    mask[[1, 3, 4], :2] = 0  # the second prompt is 2 tokens shorter: left padding
+    mask[2, p + 2 :] = 0  # a completion cut after 2 tokens
+    kw = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+    layout = shared_prefix.share(model, kw, p)
+    assert layout is not None and layout.sequences == 2 and layout.kwargs["position_ids"].shape == (2, layout.length)
+    kind = type(layout.kwargs["attention_mask"]).__name__
+    assert kind == ("BlockMask" if attn == "flex_attention" else "Tensor")
+    with torch.no_grad():
+        padded = model(**kw, output_hidden_states=True).hidden_states[-1]
+        shared = model(**layout.kwargs, output_hidden_states=True).hidden_states[-1]
+    valid = mask.bool()
+    torch.testing.assert_close(gather(shared, layout.index)[valid], padded[valid], rtol=1e-5, atol=1e-6)
+
+
 def test_with_gradient_checkpointing_and_the_vision_cache(tmp_path, two_view_dir, tiny_model_dir, small, monkeypatch):
     """mrgfast train's defaults around the layout: checkpointed decoder layers (recomputed in the backward with the
     4-D mask) and the vision cache serving the groups' images."""
