@@ -12,6 +12,12 @@ the tokenizer's vocabulary, a 4-block vision tower of width 256, two 112-pixel v
 * ``--part policy``: the fused policy pass (forward + backward) and a no-grad log-prob pass of one micro-batch
   of 16 rows, padded vs packed (``pack_sequences``), its completions cut to lengths drawn from 25-100 % of the
   maximum (random weights rarely sample EOS; a real run's reports vary in length).
+  With ``share_prompt_prefix`` a third layout: the rows of one prompt as one sequence (``mrgfast train``'s
+  default, packing on).
+* ``--part prefill``: at ``bench/bench_trainer.py``'s ``qwen2.5-vl-vision`` shape (what its step's generation is
+  made of): one ``generate`` of 2 prompts x 4 samples x 64 tokens (LoRA-free, frozen tower, the vision cache on, as
+  ``mrgfast train`` generates) against the prefill of those 8 rows alone and the prefill of the 2 distinct prompts
+  - what sharing the prompt's prefill across the G samples could take off generation (not a lever yet).
 * ``--part trainer``: GRPO steps through ``bench/bench_trainer.py``'s workers (fresh process each): plain TRL
   (``trl+py-reward``), ``mrgfast train`` with every lever of this file on, and with each lever off in turn
   (``--mrg LEVER=off``). Steps/s and CPU s/step, the generation and loss shares.
@@ -19,6 +25,7 @@ the tokenizer's vocabulary, a 4-block vision tower of width 256, two 112-pixel v
     python bench/bench_levers.py --part generate
     python bench/bench_levers.py --part policy
     python bench/bench_levers.py --part trainer --rounds 2
+    python bench/bench_levers.py --part prefill --generations 4 --new-tokens 64 --rounds 5
 
 Writes ``bench/results/levers_<part>.json`` (with the machine and its load average).
 """
@@ -244,29 +251,32 @@ def part_policy(args, model_dir: Path, annotation: Path) -> dict:
                 mm_token_type_ids=inputs.get("mm_token_type_ids"),
             )
 
+    layouts = {"padded": (False, False), "packed": (True, False), "shared": (True, True)}  # (pack, share)
     res = {}
     for name, fn in (("policy fwd+bwd", policy), ("no-grad log-probs", logps)):
-        times = {False: [], True: []}
+        times = {layout: [] for layout in layouts}
         for rnd in range(args.rounds + 1):
-            for pack in (False, True):
-                trainer.pack_sequences = pack
+            for layout, (pack, share) in layouts.items():
+                trainer.pack_sequences, trainer.share_prompt_prefix = pack, share
                 trainer.model.zero_grad()
                 t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 if rnd:
-                    times[pack].append((wall, cpu))
-        pad_cpu = statistics.median(t[1] for t in times[False])
-        pack_cpu = statistics.median(t[1] for t in times[True])
-        pad_wall = statistics.median(t[0] for t in times[False])
-        pack_wall = statistics.median(t[0] for t in times[True])
-        res[name] = {"padded_cpu": pad_cpu, "packed_cpu": pack_cpu, "padded_wall": pad_wall, "packed_wall": pack_wall}
+                    times[layout].append((wall, cpu))
+        res[name] = {}
+        for layout in layouts:
+            res[name][f"{layout}_cpu"] = statistics.median(t[1] for t in times[layout])
+            res[name][f"{layout}_wall"] = statistics.median(t[0] for t in times[layout])
+        r = res[name]
         print(
-            f"{name:<20} padded cpu {pad_cpu:.3f} s, packed {pack_cpu:.3f} s ({pack_cpu / pad_cpu:.3f}x); "
-            f"wall {pad_wall:.3f} -> {pack_wall:.3f} s"
+            f"{name:<20} padded cpu {r['padded_cpu']:.3f} s, packed {r['packed_cpu']:.3f} s "
+            f"({r['packed_cpu'] / r['padded_cpu']:.3f}x), shared prompts {r['shared_cpu']:.3f} s "
+            f"({r['shared_cpu'] / r['padded_cpu']:.3f}x); wall {r['padded_wall']:.3f} / {r['packed_wall']:.3f} / "
+            f"{r['shared_wall']:.3f} s"
         )
-    trainer.pack_sequences = True
-    from mrgfast.train import packing
+    trainer.pack_sequences, trainer.share_prompt_prefix = True, False
+    from mrgfast.train import packing, shared_prefix
 
     kw = {
         "input_ids": ids,
@@ -278,7 +288,88 @@ def part_policy(args, model_dir: Path, annotation: Path) -> dict:
     p = packing.pack(trainer.model.get_base_model(), kw)
     layout = None if p is None else {"rows": p.rows, "length": p.length, "tokens": p.tokens}
     print(f"packed layout: {layout}")
-    return {"timings": res, "rows": mask.size(0), "slots": slots, "real_tokens": real_tokens, "layout": layout}
+    sh = shared_prefix.share(trainer.model.get_base_model(), kw, inputs["prompt_ids"].size(1), pack=True)
+    shared = (
+        None if sh is None else {"rows": sh.rows, "length": sh.length, "sequences": sh.sequences, "tokens": sh.tokens}
+    )
+    print(f"shared-prompt layout: {shared}")
+    return {
+        "timings": res,
+        "rows": mask.size(0),
+        "slots": slots,
+        "real_tokens": real_tokens,
+        "layout": layout,
+        "shared_layout": shared,
+    }
+
+
+# ------------------------------------------------------------------------------------------- prefill
+def part_prefill(args, model_dir: Path, annotation: Path) -> dict:
+    """``generate`` vs the prefill of its rows vs the prefill of the distinct prompts (CPU seconds, medians)."""
+    import bench_trainer as bt
+    import torch
+    from trl.data_utils import prepare_multimodal_messages
+
+    from mrgfast.data.r2gen import DEFAULT_INSTRUCTION, read_annotation, to_dataset
+    from mrgfast.models.loading import load_model, load_processor
+    from mrgfast.train.vision_cache import VisionCache
+
+    torch.set_num_threads(args.threads)
+    shape = bt.SHAPES["qwen2.5-vl-vision"]
+    model_dir, annotation = bt.prepare_assets(
+        Path(model_dir).parent,
+        hidden=shape["hidden"],
+        layers=shape["layers"],
+        heads=shape["heads"],
+        image_size=shape["image_size"],
+        n_train=16,
+        vision=shape["vision"],
+    )
+    processor = load_processor(model_dir)
+    model = load_model(model_dir, attn_implementation="sdpa").requires_grad_(False)  # a frozen tower: the cache
+    studies = read_annotation(Path(annotation), splits=("train",), kind="synthetic")["train"][: args.prompts]
+    ds = to_dataset(studies, instruction=DEFAULT_INSTRUCTION, with_completion=False)
+
+    def rows(g):
+        msgs = [prepare_multimodal_messages(r["prompt"], r["images"]) for r in ds for _ in range(g)]
+        out = processor.apply_chat_template(
+            msgs, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt", padding=True
+        )
+        return {k: v for k, v in out.items() if torch.is_tensor(v)}
+
+    g = args.generations
+    every, distinct = rows(g), rows(1)
+    cache = VisionCache()
+
+    def timed(fn, n):
+        cpu = []
+        for _ in range(n):
+            cache.clear()  # a new generation batch: each distinct image encoded once, as in mrgfast train
+            with cache.active(model), torch.no_grad():
+                c0 = time.process_time()
+                fn()
+                cpu.append(time.process_time() - c0)
+        return statistics.median(cpu)
+
+    def generate():
+        model.generate(**every, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=True, top_k=0)
+
+    parts = {
+        "generate": generate,
+        "prefill, every row": lambda: model(**every, use_cache=True),
+        "prefill, distinct prompts": lambda: model(**distinct, use_cache=True),
+    }
+    for fn in parts.values():  # warm-up
+        timed(fn, 1)
+    res = {name: timed(fn, args.rounds) for name, fn in parts.items()}
+    gen, full, uniq = res["generate"], res["prefill, every row"], res["prefill, distinct prompts"]
+    print(
+        f"{every['input_ids'].shape[0]} rows x {every['input_ids'].shape[1]} prompt tokens, {args.new_tokens} new: "
+        f"generate {gen:.3f} CPU s; prefill of every row {full:.3f} s ({100 * full / gen:.1f} %); of the "
+        f"{distinct['input_ids'].shape[0]} distinct prompts {uniq:.3f} s; sharing the prefill would save "
+        f"{full - uniq:.3f} s ({100 * (full - uniq) / gen:.1f} % of generation)"
+    )
+    return {"cpu_s": res, "rows": every["input_ids"].shape[0], "prompt_tokens": every["input_ids"].shape[1]}
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -345,7 +436,7 @@ def part_trainer(args, model_dir: Path, annotation: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("generate", "policy", "trainer"), required=True)
+    ap.add_argument("--part", choices=("generate", "policy", "trainer", "prefill"), required=True)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per trainer variant and round")
     ap.add_argument("--warmup", type=int, default=1)
@@ -369,7 +460,7 @@ def main(argv=None) -> int:
     print(
         f"shape {SHAPE}; {args.prompts} prompts x {args.generations} completions x {args.new_tokens} tokens", flush=True
     )
-    parts = {"generate": part_generate, "policy": part_policy, "trainer": part_trainer}
+    parts = {"generate": part_generate, "policy": part_policy, "trainer": part_trainer, "prefill": part_prefill}
     result = parts[args.part](args, model_dir, annotation)
     info["loadavg_at_end"] = os.getloadavg()
     out = {

@@ -166,6 +166,16 @@ class MrgConfig:
             "rows packed only where that costs less than the padded batch)."
         },
     )
+    share_prompt_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "In the fused loss's policy pass and no-grad log-prob passes (use_fused_loss), run the rows "
+            "that share a prompt (equal prompt tokens and images, checked) as one sequence [prompt, completion_1, "
+            "..., completion_G]: the prompt and its images computed once, each completion attending to the prompt "
+            "and to itself through a 4-D attention mask (SDPA / eager / flex attention; flash-attention keeps "
+            "pack_sequences / the padded batch, with a log line). Exact."
+        },
+    )
     auto_micro_batch: bool = field(
         default=True,
         metadata={
@@ -210,6 +220,7 @@ SPEED_LEVERS = (
     "merge_lora_for_generation",
     "compile_generation",
     "pack_sequences",
+    "share_prompt_prefix",
     "auto_micro_batch",
 )
 LEVER_OFF = "off"  # the value that turns any lever off (bool fields read it as False)

@@ -82,11 +82,16 @@ def supported(model, *, cast_lm_head_to_fp32: bool = False) -> bool:
 class TokenLogpsModel:
     """Stands in for ``model`` inside TRL's ``_get_per_token_logps_and_entropies`` (no-grad passes only)."""
 
-    def __init__(self, model, temperature: float, *, pack: bool = False):
+    def __init__(
+        self, model, temperature: float, *, pack: bool = False, share_prompts: bool = False, prompt_width=None
+    ):
         self.model = model
         self.base = base_model(model)
         self.temperature = float(temperature)
         self.pack = pack  # rows packed without padding (mrgfast.train.packing) where that pays
+        # rows of one prompt as one sequence (mrgfast.train.shared_prefix): needs the prompt's width in the rows
+        self.share_prompts = bool(share_prompts and prompt_width)
+        self.prompt_width = prompt_width
 
     def __call__(self, *, labels, fused_lm_head=True, **kwargs):
         token_logps = _kernel()
@@ -101,7 +106,11 @@ class TokenLogpsModel:
 
         kwargs["use_cache"] = False
         packed = None
-        if self.pack:
+        if self.share_prompts:
+            from mrgfast.train import shared_prefix
+
+            packed = shared_prefix.share(self.base, kwargs, self.prompt_width, pack=self.pack)
+        if self.pack and packed is None:
             from mrgfast.train import packing
 
             packed = packing.pack(self.base, kwargs)
@@ -119,7 +128,7 @@ class TokenLogpsModel:
             start = int(cols[0])  # TRL scores the last `logits_to_keep` positions: project from the first one on
             head = self.base.get_output_embeddings()
             weight = head.weight
-            if packed is not None:  # the packed states at the padded positions start .. T-2
+            if packed is not None:  # the packed / shared states at the padded positions start .. T-2
                 from mrgfast.train.packing import gather
 
                 h = gather(captured["hidden"], packed.index[:, start:-1]).to(weight.device)

@@ -456,6 +456,7 @@ def run_grpo(cfg: RunConfig, model_path: str, studies, instruction: str, ckpt: s
         merge_lora_for_generation=m.merge_lora_for_generation,
         compile_generation=m.compile_generation,
         pack_sequences=m.pack_sequences,
+        share_prompt_prefix=m.share_prompt_prefix,
     )
     _log_trainable(trainer.model, "grpo")
     if ckpt:

@@ -19,7 +19,8 @@
   static-cache compiled decode (:mod:`mrgfast.train.generation_speed`; ``merge_lora_for_generation``,
   ``compile_generation``).
 * ``_policy_hidden_states`` and the no-grad passes: rows packed without padding (:mod:`mrgfast.train.packing`;
-  ``pack_sequences``).
+  ``pack_sequences``), and the rows of one prompt run as one sequence, the prompt computed once
+  (:mod:`mrgfast.train.shared_prefix`; ``share_prompt_prefix``, which takes precedence where it applies).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         merge_lora_for_generation: bool = False,
         compile_generation: str = "off",
         pack_sequences: bool = False,
+        share_prompt_prefix: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -106,6 +108,7 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         self.vision_cache = VisionCache() if vision_cache else None  # filled per generation batch
         self._setup_generation_speed(merge_lora_for_generation, compile_generation)
         self.pack_sequences = bool(pack_sequences)
+        self.share_prompt_prefix = bool(share_prompt_prefix)
         # reference/old log-probs through mrgfast's head: on with the fused loss unless asked otherwise
         self.use_fused_logps = bool(use_fused_loss if use_fused_logps is None else use_fused_logps)
         if self.use_fused_logps:
@@ -225,7 +228,13 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             from mrgfast.train import fused_logps
 
             if fused_logps.supported(model, cast_lm_head_to_fp32=getattr(self.args, "cast_lm_head_to_fp32", False)):
-                model = fused_logps.TokenLogpsModel(model, self.temperature, pack=self.pack_sequences)
+                model = fused_logps.TokenLogpsModel(
+                    model,
+                    self.temperature,
+                    pack=self.pack_sequences,
+                    share_prompts=self._sharing(fused_logps.base_model(model)),
+                    prompt_width=_prompt_width(args, kw),
+                )
         return super()._get_per_token_logps_and_entropies(
             model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kw
         )
@@ -260,12 +269,12 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
         # (re-gathering a resharded root's parameters, e.g. the final norm) on the outputs only, and a
         # loss reached through an inner tensor backpropagates into freed storage. The LM head runs on
         # one position only.
-        packed = self._pack(base, kw)
+        packed = self._share(base, kw, prompt_ids.size(1)) or self._pack(base, kw)
         with self.accelerator.autocast():
             outputs = model(**(packed.kwargs if packed else kw), logits_to_keep=1, output_hidden_states=True)
         last = outputs.hidden_states[-1]  # after the final norm (last_hidden_state)
         T = completion_ids.size(1)
-        if packed is not None:  # the packed rows' states at the padded positions that predict the completion
+        if packed is not None:  # the packed / shared rows' states at the padded positions that predict the completion
             from mrgfast.train.packing import gather
 
             hidden = gather(last, packed.index[:, -T - 1 : -1])
@@ -273,6 +282,48 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
             hidden = last[:, -T - 1 : -1, :]
         lm_head = base.get_output_embeddings()
         return hidden, lm_head
+
+    def _sharing(self, base) -> bool:
+        """Whether the rows of one prompt may run as one sequence on ``base`` (logged once when the attention
+        implementation rules it out)."""
+        if not self.share_prompt_prefix:
+            return False
+        from mrgfast.train import shared_prefix
+
+        why = shared_prefix.why_not(base)
+        if why is not None:
+            if not getattr(self, "_told_no_sharing", False):
+                self._told_no_sharing = True
+                log.info(
+                    "share_prompt_prefix: not used, %s; rows keep their own prompt (%s)",
+                    why,
+                    "pack_sequences" if self.pack_sequences else "padded batch",
+                )
+            return False
+        return True
+
+    def _share(self, base, kw, prompt_width):
+        """``kw`` with the rows of one prompt as one sequence (:mod:`mrgfast.train.shared_prefix`), or None."""
+        if not self._sharing(base):
+            return None
+        from mrgfast.train import shared_prefix
+
+        shared = shared_prefix.share(base, kw, prompt_width, pack=self.pack_sequences)
+        if shared is not None and not getattr(self, "_told_sharing", False):
+            self._told_sharing = True
+            b, t = kw["attention_mask"].shape
+            log.info(
+                "policy pass with shared prompts: %d rows x %d slots -> %d x %d (%d sequences, %.0f %% of the slots; "
+                "%s attention)",
+                b,
+                t,
+                shared.rows,
+                shared.length,
+                shared.sequences,
+                100 * shared.rows * shared.length / (b * t),
+                shared_prefix.packing.attention_implementation(base),
+            )
+        return shared
 
     def _pack(self, base, kw):
         """``kw`` packed without padding (:mod:`mrgfast.train.packing`), or None (switch off, or no gain)."""
@@ -349,6 +400,16 @@ class MrgGRPOTrainer(AtomicCheckpointMixin, _SafetyMixin, GRPOTrainer):
                     continue
                 self._metrics[mode][key].append(v)
         return loss
+
+
+def _prompt_width(args, kw) -> int | None:
+    """Prompt columns of the rows TRL's ``_get_per_token_logps_and_entropies`` scores: ``input_ids`` is
+    ``[prompt | completion]`` and ``logits_to_keep`` the completion's width."""
+    input_ids = args[0] if args else kw.get("input_ids")
+    keep = args[2] if len(args) > 2 else kw.get("logits_to_keep")
+    if not torch.is_tensor(input_ids) or not isinstance(keep, int):
+        return None
+    return input_ids.size(1) - keep
 
 
 def _unpack_kernel_output(out):

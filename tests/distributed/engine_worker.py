@@ -21,6 +21,7 @@ import sys
 import torch
 
 import mrgfast.train.run as R
+from mrgfast.train import shared_prefix
 from mrgfast.train.config import build_config
 from mrgfast.train.trainers import MrgGRPOTrainer
 
@@ -55,6 +56,18 @@ def fused_compute_loss(self, model, inputs):
 
 
 MrgGRPOTrainer._fused_compute_loss = fused_compute_loss
+
+orig_share = shared_prefix.share
+
+
+def share(*args, **kwargs):
+    """Counts the passes that ran with shared prompts (share_prompt_prefix, on by default)."""
+    out = orig_share(*args, **kwargs)
+    record["shared_prompt_layouts"] = record.get("shared_prompt_layouts", 0) + (out is not None)
+    return out
+
+
+shared_prefix.share = share
 
 
 def trainable(model):

@@ -28,6 +28,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
 from mrgfast.models.loading import lora_config
+from mrgfast.train import shared_prefix
 from mrgfast.train.trainers import MrgGRPOTrainer
 
 out_dir, model_path, reshard = sys.argv[1], sys.argv[2], sys.argv[3] == "true"
@@ -42,7 +43,10 @@ class LossPath:
     _policy_hidden_states = MrgGRPOTrainer._policy_hidden_states
     _fused_compute_loss = MrgGRPOTrainer._fused_compute_loss
     _pack = MrgGRPOTrainer._pack
+    _share = MrgGRPOTrainer._share
+    _sharing = MrgGRPOTrainer._sharing
     pack_sequences = True  # mrgfast train's default: the planner decides per batch (mrgfast.train.packing)
+    share_prompt_prefix = True  # so is this: the two rows of a rank's batch share their prompt (shared_prefix)
 
     def __init__(self, model):
         self.model = model
@@ -61,7 +65,7 @@ def batch(for_rank):
     completion_mask = torch.ones(B, T, dtype=torch.long)
     completion_mask[1, 4:] = 0
     return {
-        "prompt_ids": torch.randint(10, V, (B, P), generator=g),
+        "prompt_ids": torch.randint(10, V, (1, P), generator=g).expand(B, P).clone(),  # one prompt, G = 2
         "prompt_mask": torch.ones(B, P, dtype=torch.long),
         "completion_ids": torch.randint(10, V, (B, T), generator=g),
         "completion_mask": completion_mask,
@@ -102,6 +106,10 @@ for block in inner.model.visual.blocks:
     fully_shard(block, mesh=mesh, reshard_after_forward=reshard)
 fully_shard(model, mesh=mesh, reshard_after_forward=reshard)
 
+layouts = []  # the shared-prompt layouts the loss path took (sharded model, then the reference)
+_share = shared_prefix.share
+shared_prefix.share = lambda *a, **k: layouts.append(_share(*a, **k)) or layouts[-1]
+
 path = LossPath(model)
 loss = path._fused_compute_loss(model, batch(rank))
 head_is_dtensor = isinstance(inner.get_output_embeddings().weight, DTensor)
@@ -132,6 +140,7 @@ with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
             "loss": float(loss.detach()),
             "reference_losses": ref_losses,
             "head_weight_is_dtensor_after_forward": head_is_dtensor,
+            "shared_prompt_layouts": sum(x is not None for x in layouts),
         },
         fh,
     )

@@ -110,6 +110,8 @@ def test_deepspeed_step_one_equals_ddp(runs, engine, stage):
         # batch settings: per_device 2 x accumulation 1 x 2 processes
         assert rec["deepspeed"] == {"zero_stage": stage, "train_batch_size": 4, "micro_batch": 2, "grad_accum": 1}
         assert rec["fused_calls"] >= 1 and len(rec["losses"]) == 1
+        # each rank's 2 rows are one prompt's 2 completions: the policy pass shared it, under DDP and under ZeRO
+        assert rec_ref.get("shared_prompt_layouts", 0) >= 1 and rec.get("shared_prompt_layouts", 0) >= 1
         assert rec["losses"] == pytest.approx(rec_ref["losses"], abs=1e-6)
         g_ref, g = _split(ten_ref, "grad"), _split(ten, "grad")
         assert set(g) == set(g_ref) and len(g) == rec["trainable"] > 0

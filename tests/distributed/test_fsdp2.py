@@ -66,6 +66,8 @@ def test_fused_loss_under_fully_shard(tiny_model, tmp_path, reshard):
         assert rec["world"] == 2 and rec["reshard_after_forward"] is reshard
         # with resharding the loss reads the head as a DTensor shard: the helper must gather it
         assert rec["head_weight_is_dtensor_after_forward"] is reshard
+        # share_prompt_prefix ran under FSDP2 (this rank's policy pass) and on the unsharded copy (both ranks')
+        assert rec["shared_prompt_layouts"] == 3
         assert rec["loss"] == pytest.approx(rec["reference_losses"][rank], abs=1e-6)
         t = load_file(tmp_path / f"rank{rank}.safetensors")
         sharded = {k.split("/", 1)[1]: v for k, v in t.items() if k.startswith("sharded/")}
