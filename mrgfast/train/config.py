@@ -219,6 +219,8 @@ def lever_is_on(value: object) -> bool:
     """A lever's setting is on unless it is False or "off" (compile_generation's "auto" counts as on: it decides
     per device)."""
     return value is not False and value != LEVER_OFF
+
+
 ALIASES = {"model_path": "model_name_or_path", "model": "model_name_or_path", "dataset": "dataset_kind"}
 
 
