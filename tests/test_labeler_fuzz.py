@@ -173,7 +173,9 @@ def test_linear_time():
         "no effusion or pneumonia , possible nodule vs mass , heart normal ",  # one endless sentence
         "XXXX \u00e9\x00 ;;; ,,, 1.5 Dr. e.g. ",
     ]
-    units.append("Small left basilar opacity, likely atelectasis or scarring in the right lower lobe and left effusions, ")
+    units.append(
+        "Small left basilar opacity, likely atelectasis or scarring in the right lower lobe and left effusions, "
+    )
     for unit in units:
         one = (unit * (1_000_000 // len(unit) + 1))[:1_000_000]
         four = (unit * (4_000_000 // len(unit) + 1))[:4_000_000]

@@ -173,7 +173,9 @@ def test_plus_is_mccs_exactly_when_no_report_states_a_side(g, r, gs, rs, margin,
 
 
 @settings(max_examples=300, deadline=None)
-@given(ROWS, SIDE_ROWS, st.sampled_from(SIDED), st.sampled_from([1, 2]), st.sampled_from([1, -1]), st.floats(0.01, 0.99))
+@given(
+    ROWS, SIDE_ROWS, st.sampled_from(SIDED), st.sampled_from([1, 2]), st.sampled_from([1, -1]), st.floats(0.01, 0.99)
+)
 def test_wrong_side_scores_below_unstated_below_same_side(g, gs, k, side, code, beta):
     """One finding present in both reports, everything else identical. On that finding the same side
     agrees 1, bilateral against one side 1 - β + β/√2, one report without a side √(1 - β), the wrong side
@@ -197,14 +199,21 @@ def test_wrong_side_scores_below_unstated_below_same_side(g, gs, k, side, code, 
     assert same > unstated > wrong
     for m in (0.5, 0.8):  # with a margin the order holds, clipped at 0
         kw_m = dict(kw, margin=m)
-        scores = [plus(g, np.where(np.arange(14) == k, s, gs).astype(np.int8), r, ref_sides, **kw_m) for s in (side, 0, other)]
+        scores = [
+            plus(g, np.where(np.arange(14) == k, s, gs).astype(np.int8), r, ref_sides, **kw_m) for s in (side, 0, other)
+        ]
         assert scores[0] >= scores[1] >= scores[2]
 
 
 def test_plus_on_texts():
     """The issue's examples, through the text API (labelled with details by the rule engine)."""
     ref = ["Small left pleural effusion."]
-    gens = ["Small left pleural effusion.", "Pleural effusion.", "Large right pleural effusion.", "Bilateral effusions."]
+    gens = [
+        "Small left pleural effusion.",
+        "Pleural effusion.",
+        "Large right pleural effusion.",
+        "Bilateral effusions.",
+    ]
     plain = mrgfast.mccs(gens, ref * 4)
     sided = mrgfast.mccs(gens, ref * 4, sides=True)
     assert plain.tolist() == [1.0, 1.0, 1.0, 1.0], "MCCS cannot see sides"
