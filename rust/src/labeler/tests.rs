@@ -414,11 +414,11 @@ proptest! {
         let text: String = ws.into_iter().map(|(w, sep)| format!("{w}{sep}")).collect();
         let d = label_report_details(&text);
         prop_assert_eq!(d.labels, label_report(&text));
-        for i in 0..N_OBS {
+        for (i, &sided) in SIDED.iter().enumerate() {
             let present = matches!(d.labels[i], 1 | -1);
             prop_assert!((0..=3).contains(&d.sides[i]) && (0..=3).contains(&d.degrees[i]));
             prop_assert!(present || (d.sides[i] == 0 && d.degrees[i] == 0));
-            prop_assert!(SIDED[i] || d.sides[i] == 0);
+            prop_assert!(sided || d.sides[i] == 0);
         }
     }
 
