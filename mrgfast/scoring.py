@@ -125,9 +125,7 @@ def score_pairs(
     }
     plus = None
     if details:
-        plus = engine.mccs_from_labels(
-            pd, rd, margin=margin, uncertain=uncertain, sides=True, side_weight=side_weight
-        )
+        plus = engine.mccs_from_labels(pd, rd, margin=margin, uncertain=uncertain, sides=True, side_weight=side_weight)
         result["mccs_plus"] = _summary(plus)
         kw = dict(uncertain_positive=uncertain_positive, sides=True)
         result["ce_sides"] = {
@@ -135,9 +133,8 @@ def score_pairs(
             "five": engine.ce_metrics(pd, rd, subset=engine.COMPETITION_FIVE, **kw),
         }
     else:
-        result["sides_note"] = (
-            "side-aware CE and MCCS+ need the rule labeler's sides: "
-            + ("the inputs are label arrays" if plain_arrays else f"the primary labeler is {backends[0].name}")
+        result["sides_note"] = "side-aware CE and MCCS+ need the rule labeler's sides: " + (
+            "the inputs are label arrays" if plain_arrays else f"the primary labeler is {backends[0].name}"
         )
     if per_sample:
         keys = list(ids) if ids is not None else list(range(n))
@@ -243,9 +240,7 @@ def format_sides(result: dict[str, Any]) -> str:
         ("micro (5*)", "five", "micro"),
         ("macro (5*)", "five", "macro"),
     ):
-        lines.append(
-            f"  {label:<{width}}{_f(result['ce'][key][avg]['f1']):>7}{_f(sided[key][avg]['f1']):>9}"
-        )
+        lines.append(f"  {label:<{width}}{_f(result['ce'][key][avg]['f1']):>7}{_f(sided[key][avg]['f1']):>9}")
     lines.append("  - no side (the same as CE)")
     return "\n".join(lines)
 
