@@ -105,10 +105,10 @@ def _details(U: list, words: list[str], trace: list, inherited: dict[str, tuple[
     """A reading's side and degree with the words (and rule lines) that state them; ``inherited`` names what
     was taken from the finding before it ("left basilar opacity, likely atelectasis")."""
     out: dict[str, Any] = {}
-    for kind, names, field in (("side", SIDE_NAMES, "side"), ("degree", DEGREE_NAMES, "degree")):
+    for kind in ("side", "degree"):
         used = [q for k, q in trace if k == kind]
         out[kind + "_words"] = [
-            {"text": words[q], "phrase": _phrase(U[q][1]), "rule": _rule(U[q][1], "@" + field)} for q in used
+            {"text": words[q], "phrase": _phrase(U[q][1]), "rule": _rule(U[q][1], "@" + kind)} for q in used
         ]
         if kind in inherited:
             q, name = inherited[kind]
