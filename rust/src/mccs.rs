@@ -83,13 +83,14 @@ pub fn signed_vector(labels: &Labels, uncertain: f64) -> [f64; N_SIGNED] {
     v
 }
 
-/// Cosine similarity; 1 when both vectors are zero, 0 when exactly one is.
-pub fn ccs(g: &[f64], r: &[f64]) -> f64 {
+/// Cosine similarity; 1 when both vectors are zero, 0 when exactly one is. (Generic in the length so
+/// that MCCS's 13 and MCCS+'s `N_PLUS` dimensions both compile to fixed-length loops.)
+pub fn ccs<const N: usize>(g: &[f64; N], r: &[f64; N]) -> f64 {
     let (mut dot, mut gg, mut rr) = (0.0, 0.0, 0.0);
-    for (a, b) in g.iter().zip(r) {
-        dot += a * b;
-        gg += a * a;
-        rr += b * b;
+    for i in 0..N {
+        dot += g[i] * r[i];
+        gg += g[i] * g[i];
+        rr += r[i] * r[i];
     }
     match (gg == 0.0, rr == 0.0) {
         (true, true) => 1.0,
