@@ -24,6 +24,7 @@ def test_sft_then_grpo_end_to_end(tmp_path, synth_dir, tiny_model_dir, capsys, s
     for tag in ("sft", "grpo"):
         ev = state["evals"][tag]
         assert ev["n"] == 4 and 0.0 <= ev["mccs_mean"] <= 1.0 and 0.0 <= ev["ce_f1_micro"] <= 1.0
+        assert 0.0 <= ev["mccs_plus_mean"] <= 1.0 and ev["ce_f1_micro_sides"] <= ev["ce_f1_micro"]
         assert len(_read_jsonl(out / "eval" / f"predictions_{tag}.jsonl")) == 4
     rows = _read_jsonl(out / "metrics.jsonl")
     grpo = [r for r in rows if r["stage"] == "grpo" and "reward" in r]
