@@ -85,8 +85,8 @@ def label(
 
     `details=True` (the Rust engine only) also reads each finding's side and degree: a `Labelled`
     (codes, sides, degrees), or with `records=True` records that add ``"details"``: for each
-    observation coded 1 or -1, ``{"side": "left" | "right" | "bilateral" | None, "degree": "mild" |
-    "moderate" | "severe" | None}``.
+    observation but No Finding coded 1 or -1, ``{"side": "left" | "right" | "bilateral" | None, "degree":
+    "mild" | "moderate" | "severe" | None}``.
     """
     threads = check_threads(threads)
     backend = resolve_labeler(labeler)
@@ -111,7 +111,7 @@ def label(
 def to_records(labels: np.ndarray, *, details: Labelled | None = None) -> list[Record]:
     """CheXpert-style records from an (n, 14) int8 label array; with `details` (a `Labelled` of the same
     reports) each record adds ``"details"``: side and degree names (None: not stated) of every
-    observation coded 1 or -1."""
+    finding coded 1 or -1 (No Finding has none)."""
     labels = as_labels(labels, "labels")
     out: list[Record] = [
         {obs: (None if code == BLANK else float(code)) for obs, code in zip(OBSERVATIONS, row.tolist())}
@@ -128,7 +128,7 @@ def to_records(labels: np.ndarray, *, details: Labelled | None = None) -> list[R
                     "degree": DEGREE_NAMES[d] if d else None,
                 }
                 for obs, code, s, d in zip(OBSERVATIONS, row, srow, drow)
-                if code in (1, -1)
+                if code in (1, -1) and obs != "No Finding"
             }
     return out
 
