@@ -25,7 +25,7 @@ def test_contract_codes_come_from_the_engine():
     assert contracts.SIDE_NAMES == ("none", "left", "right", "bilateral")
     assert contracts.DEGREE_NAMES == ("none", "mild", "moderate", "severe")
     assert contracts.SIDE_LEFT | contracts.SIDE_RIGHT == contracts.SIDE_BILATERAL
-    assert contracts.SIDED_OBSERVATIONS == tuple(mrgfast._core.SIDED_OBSERVATIONS)
+    assert tuple(mrgfast._core.SIDED_OBSERVATIONS) == contracts.SIDED_OBSERVATIONS
     assert "Cardiomegaly" not in contracts.SIDED_OBSERVATIONS and "Pleural Effusion" in contracts.SIDED_OBSERVATIONS
     assert mrgfast.DEFAULT_SIDE_WEIGHT == 0.5
 
