@@ -19,6 +19,22 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 CODES: tuple[int, ...] = (POSITIVE, NEGATIVE, UNCERTAIN, BLANK)
 """Every valid code of an int8 label array (the CheXpert CSV codes, blank as `BLANK`)."""
 
+SIDE_NAMES: tuple[str, ...] = tuple(_core.SIDE_NAMES)
+"""Side codes of the labeler's details, by code: 0 "none" (not stated), 1 "left", 2 "right", 3 "bilateral".
+The codes are bits: left | right = bilateral."""
+SIDE_NONE, SIDE_LEFT, SIDE_RIGHT, SIDE_BILATERAL = (SIDE_NAMES.index(n) for n in ("none", "left", "right", "bilateral"))
+
+DEGREE_NAMES: tuple[str, ...] = tuple(_core.DEGREE_NAMES)
+"""Degree codes of the labeler's details, by code (ordinal): 0 "none" (not stated), 1 "mild" (also minimal,
+slight, trace, small, tiny), 2 "moderate", 3 "severe" (also marked, large, extensive, massive)."""
+DEGREE_NONE, DEGREE_MILD, DEGREE_MODERATE, DEGREE_SEVERE = (
+    DEGREE_NAMES.index(n) for n in ("none", "mild", "moderate", "severe")
+)
+
+SIDED_OBSERVATIONS: tuple[str, ...] = tuple(_core.SIDED_OBSERVATIONS)
+"""The observations that have a side (lung, pleura, bones, devices): only they report one, and only they get
+MCCS+'s side dimensions."""
+
 MAX_THREADS: int = int(_core.MAX_THREADS)
 """Most labelling threads one call may use (`threads=` above it is refused, never a thread bomb)."""
 
@@ -27,6 +43,10 @@ DEFAULT_MARGIN: float = float(_core.DEFAULT_MARGIN)
 
 DEFAULT_UNCERTAIN: float = float(_core.DEFAULT_UNCERTAIN)
 """Signed-vector value of an uncertain finding (+1: counts as present)."""
+
+DEFAULT_SIDE_WEIGHT: float = float(_core.DEFAULT_SIDE_WEIGHT)
+"""MCCS+ side weight β (0.5): the share of a sided finding's unit weight that moves onto its left/right
+dimensions when a side is stated (docs/ARCHITECTURE.md, "MCCS+")."""
 
 COMPETITION_FIVE: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 """The 5-observation CheXpert competition subset used by many report-generation papers."""
@@ -42,6 +62,15 @@ def check_mccs_params(margin: float, uncertain: float) -> None:
     except (TypeError, ValueError):
         raise ValueError(f"MCCS margin and uncertain must be numbers, got {margin!r} and {uncertain!r}") from None
     _core.check_mccs_params(m, u)
+
+
+def check_side_weight(side_weight: float) -> None:
+    """Raise ValueError unless the MCCS+ side weight lies strictly between 0 and 1 (NaN refused)."""
+    try:
+        w = float(side_weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"side_weight must be a number, got {side_weight!r}") from None
+    _core.check_side_weight(w)
 
 
 def check_threads(threads: object, name: str = "threads") -> int | None:

@@ -17,13 +17,18 @@ from typing import Any
 import numpy as np
 
 from mrgfast import engine
-from mrgfast.labelers import Labeler, resolve_labeler
+from mrgfast.contracts import SIDED_OBSERVATIONS, check_side_weight
+from mrgfast.labelers import RUST, Labeler, resolve_labeler
 from mrgfast.reward.format import extract_report
 
 Texts = Sequence[str] | np.ndarray
 
 
-def _labels(x: Texts, name: str, threads: int | None, extract: bool, labeler: Labeler | None = None) -> np.ndarray:
+def _labels(
+    x: Texts, name: str, threads: int | None, extract: bool, labeler: Labeler | None = None, details: bool = False
+) -> np.ndarray | engine.Labelled:
+    if isinstance(x, engine.Labelled):
+        return x if details else engine.as_labels(x.codes, name)
     if isinstance(x, np.ndarray):
         return engine.as_labels(x, name)
     texts = list(x)
@@ -36,7 +41,19 @@ def _labels(x: Texts, name: str, threads: int | None, extract: bool, labeler: La
             raise ValueError(f"{name}[{i}] is not valid text ({e})") from None
     if extract:
         texts = [extract_report(t) for t in texts]
+    if details:
+        return engine.label(texts, threads=threads, details=True)
     return engine.label(texts, threads=threads, labeler=labeler)
+
+
+def _summary(scores: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": float(scores.mean()),
+        "median": float(np.median(scores)),
+        "std": float(scores.std()),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+    }
 
 
 def score_pairs(
@@ -51,16 +68,23 @@ def score_pairs(
     extract: bool = True,
     per_sample: bool = True,
     labelers: Sequence[Labeler | str | None] | None = None,
+    side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
 ) -> dict[str, Any]:
     """MCCS and CE metrics of ``preds[i]`` against ``refs[i]``.
 
-    ``preds`` / ``refs`` are report texts or (n, 14) int8 label arrays. ``extract=True`` scores the
-    ``<report>`` block of generated texts (:func:`mrgfast.reward.extract_report`; plain reports are
-    unchanged); references are used as they are. Returns a JSON-ready dict::
+    ``preds`` / ``refs`` are report texts, (n, 14) int8 label arrays or `mrgfast.Labelled`.
+    ``extract=True`` scores the ``<report>`` block of generated texts (:func:`mrgfast.reward.extract_report`;
+    plain reports are unchanged); references are used as they are. Returns a JSON-ready dict::
 
         {"n", "params": {...}, "mccs": {"mean", "median", "std", "min", "max"},
          "ce": {"all": ce_metrics(...), "five": ce_metrics(..., subset=COMPETITION_FIVE)},
-         "per_sample": [{"id", "mccs"}, ...], "labeler": NAME}
+         "mccs_plus": {...} | None, "ce_sides": {"all", "five"} | None,
+         "per_sample": [{"id", "mccs", "mccs_plus"}, ...], "labeler": NAME}
+
+    When the primary labeler is the rule engine and both sides are texts (or `Labelled`), the labels
+    carry each finding's side, and ``mccs_plus`` (MCCS+ with ``side_weight``) and ``ce_sides`` (side-aware
+    CE: a positive pair counts only when the sides agree or either is not stated) come beside the usual
+    metrics, which they leave unchanged; otherwise both are ``None`` (``sides_note`` says why).
 
     ``labelers``: the backends that label texts (default: the Rust engine); the first is the primary
     (the keys above). With more than one, ``by_labeler`` holds each one's MCCS summary and CE, and
@@ -69,8 +93,12 @@ def score_pairs(
     backends = [resolve_labeler(x) for x in (labelers or [None])]
     if not isinstance(preds, np.ndarray) and not isinstance(refs, np.ndarray) and len(preds) != len(refs):
         raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
-    p = _labels(preds, "preds", threads, extract, backends[0])
-    r = _labels(refs, "refs", threads, False, backends[0])
+    check_side_weight(side_weight)
+    plain_arrays = any(isinstance(x, np.ndarray) for x in (preds, refs))
+    details = backends[0] is RUST and not plain_arrays
+    pd = _labels(preds, "preds", threads, extract, backends[0], details)
+    rd = _labels(refs, "refs", threads, False, backends[0], details)
+    p, r = (pd.codes, rd.codes) if details else (pd, rd)
     if p.shape[0] != r.shape[0]:
         raise ValueError(f"{p.shape[0]} predictions but {r.shape[0]} references")
     n = int(p.shape[0])
@@ -88,19 +116,32 @@ def score_pairs(
             "uncertain": float(uncertain),
             "uncertain_positive": bool(uncertain_positive),
             "extract_report": bool(extract),
+            "side_weight": float(side_weight),
         },
-        "mccs": {
-            "mean": float(scores.mean()),
-            "median": float(np.median(scores)),
-            "std": float(scores.std()),
-            "min": float(scores.min()),
-            "max": float(scores.max()),
-        },
+        "mccs": _summary(scores),
         "ce": {"all": ce_all, "five": ce_five},
+        "mccs_plus": None,
+        "ce_sides": None,
     }
+    plus = None
+    if details:
+        plus = engine.mccs_from_labels(pd, rd, margin=margin, uncertain=uncertain, sides=True, side_weight=side_weight)
+        result["mccs_plus"] = _summary(plus)
+        kw = dict(uncertain_positive=uncertain_positive, sides=True)
+        result["ce_sides"] = {
+            "all": engine.ce_metrics(pd, rd, **kw),
+            "five": engine.ce_metrics(pd, rd, subset=engine.COMPETITION_FIVE, **kw),
+        }
+    else:
+        result["sides_note"] = "side-aware CE and MCCS+ need the rule labeler's sides: " + (
+            "the inputs are label arrays" if plain_arrays else f"the primary labeler is {backends[0].name}"
+        )
     if per_sample:
         keys = list(ids) if ids is not None else list(range(n))
         result["per_sample"] = [{"id": k, "mccs": float(s)} for k, s in zip(keys, scores.tolist())]
+        if plus is not None:
+            for row, s in zip(result["per_sample"], plus.tolist()):
+                row["mccs_plus"] = float(s)
     result["labeler"] = backends[0].name
     if len(backends) > 1:
         from mrgfast.labelers.agreement import agreement
@@ -165,8 +206,42 @@ def format_table(result: dict[str, Any], *, title: str | None = None) -> str:
         avg = result["ce"][key]["micro" if label.startswith("micro") else "macro"]
         lines.append(f"  {label:<{width}}{_f(avg['precision']):>7}{_f(avg['recall']):>7}{_f(avg['f1']):>7}")
     lines.append("  * the 5-observation competition subset (" + ", ".join(engine.COMPETITION_FIVE) + ")")
+    lines.append(format_sides(result))
     if result.get("by_labeler"):
         lines.append(format_by_labeler(result))
+    return "\n".join(lines)
+
+
+def format_sides(result: dict[str, Any]) -> str:
+    """MCCS+ and side-aware CE beside the usual numbers: per observation F1 and side-aware F1, and the
+    positive pairs whose sides disagree (counted as a miss and a false alarm by side-aware CE)."""
+    sided = result.get("ce_sides")
+    if not sided:
+        return f"side-aware CE: not computed ({result.get('sides_note', 'no sides')})"
+    m = result["mccs_plus"]
+    lines = [
+        f"MCCS+ (side-aware, side weight {result['params']['side_weight']}): mean {m['mean']:.4f}   "
+        f"median {m['median']:.4f}",
+        "side-aware CE (a positive pair counts when both reports state the same side or either states none):",
+    ]
+    width = max(len(o) for o in engine.OBSERVATIONS) + 2
+    header = f"  {'observation':<{width}}{'F1':>7}{'F1 side':>9}{'wrong side':>12}"
+    rule = "  " + "-" * (len(header) - 2)
+    lines += [header, rule]
+    plain, side = result["ce"]["all"], sided["all"]
+    for obs in side["per_observation"]:
+        a, b = plain["per_observation"][obs], side["per_observation"][obs]
+        mark = " " if obs in SIDED_OBSERVATIONS else "-"
+        lines.append(f"  {obs + mark:<{width}}{_f(a['f1']):>7}{_f(b['f1']):>9}{a['tp'] - b['tp']:>12}")
+    lines.append(rule)
+    for label, key, avg in (
+        ("micro (14)", "all", "micro"),
+        ("macro (14)", "all", "macro"),
+        ("micro (5*)", "five", "micro"),
+        ("macro (5*)", "five", "macro"),
+    ):
+        lines.append(f"  {label:<{width}}{_f(result['ce'][key][avg]['f1']):>7}{_f(sided[key][avg]['f1']):>9}")
+    lines.append("  - no side (the same as CE)")
     return "\n".join(lines)
 
 

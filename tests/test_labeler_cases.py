@@ -69,8 +69,13 @@ REQUIRED_TAGS = {
     "gap-support-devices",
     "gap-pneumothorax",
     "gap-lesion-vs-opacity",
+    # issue 21: the side and degree of each finding
+    "details",
 }
-CASE_KEYS = {"id", "text", "expect", "why", "tags"}
+CASE_KEYS = {"id", "text", "expect", "why", "tags", "details"}
+SIDE_WORDS = ("none", "left", "right", "bilateral")  # side codes 0..3 (docs/ARCHITECTURE.md)
+DEGREE_WORDS = ("none", "mild", "moderate", "severe")  # degree codes 0..3
+MIN_DETAIL_CASES = 30
 CODE_NAMES = {1: "1 (positive)", 0: "0 (negative)", -1: "-1 (uncertain)", None: "blank"}
 
 
@@ -109,6 +114,11 @@ def test_cases_file_is_well_formed():
         for obs, code in case["expect"].items():
             assert obs in OBSERVATIONS, f"{cid}: unknown observation {obs!r}"
             assert type(code) is int and code in CODES, f"{cid}: {obs} has code {code!r}"
+        for obs, det in (case.get("details") or {}).items():
+            assert case["expect"].get(obs) in (1, -1), f"{cid}: details for {obs}, which is not expected 1 or -1"
+            assert isinstance(det, dict) and set(det) == {"side", "degree"}, f"{cid}: {obs} details need side, degree"
+            assert det["side"] in SIDE_WORDS and det["degree"] in DEGREE_WORDS, f"{cid}: {obs} details {det!r}"
+    assert sum(1 for c in CASES if c.get("details")) >= MIN_DETAIL_CASES
 
 
 def test_cases_cover_every_observation_and_code():
@@ -200,6 +210,27 @@ def test_labeler_case(labeler, case):
     expected = _expected_row(case, blank)
     got = out[0]
     assert np.array_equal(got, expected), _describe(case, expected, got, blank)
+
+
+DETAIL_CASES = [c for c in CASES if c.get("details")]
+DETAILERS = {
+    "engine": lambda texts: tuple(importlib.import_module("mrgfast").label(texts, details=True)),
+    "reference": lambda texts: importlib.import_module("mrgfast.reference").label_details(texts),
+}
+
+
+@pytest.mark.parametrize("which", sorted(DETAILERS))
+@pytest.mark.parametrize("case", DETAIL_CASES, ids=[c["id"] for c in DETAIL_CASES])
+def test_labeler_details_case(which, case):
+    """The side and degree of each listed observation, from the Rust engine and the Python reference."""
+    codes, sides, degrees = (np.asarray(x)[0] for x in DETAILERS[which]([case["text"]]))
+    wrong = []
+    for obs, det in case["details"].items():
+        i = OBSERVATIONS.index(obs)
+        got = {"side": SIDE_WORDS[sides[i]], "degree": DEGREE_WORDS[degrees[i]]}
+        if got != det or codes[i] != case["expect"][obs]:
+            wrong.append(f"{obs}: expected {case['expect'][obs]} {det}, got {codes[i]} {got}")
+    assert not wrong, f"case {case['id']!r}: {case['text']!r}\n" + "\n".join(wrong)
 
 
 def test_labeler_batch_matches_single(labeler):

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 import mrgfast
+from mrgfast.contracts import SIDED_OBSERVATIONS
 from mrgfast.reference.labeler import rules
 
 VALID = np.array([1, 0, -1, mrgfast.BLANK], dtype=np.int8)
@@ -101,6 +102,30 @@ def test_100k_random_and_adversarial_strings():
     assert total >= 100_000
 
 
+def _check_details(texts) -> None:
+    """Details never change the codes; sides and degrees are valid codes, 0 unless the code is 1 or -1,
+    and sides 0 outside the sided observations."""
+    d = mrgfast.label(texts, details=True)
+    np.testing.assert_array_equal(d.codes, mrgfast.label(texts))
+    assert d.sides.shape == d.degrees.shape == d.codes.shape
+    assert np.isin(d.sides, [0, 1, 2, 3]).all() and np.isin(d.degrees, [0, 1, 2, 3]).all()
+    present = np.isin(d.codes, [1, -1])
+    assert (d.sides[~present] == 0).all() and (d.degrees[~present] == 0).all()
+    sided = np.isin(np.array(mrgfast.OBSERVATIONS), list(SIDED_OBSERVATIONS))
+    assert (d.sides[:, ~sided] == 0).all()
+
+
+def test_100k_random_strings_with_details():
+    rng = random.Random(20261204)
+    total = 0
+    for _ in range(10):
+        batch = _random_strings(rng, 10_000)
+        _check_details(batch)
+        total += len(batch)
+    assert total >= 100_000
+    _check_details(["\x00" * 1000, "left right bilateral " * 5000, "small left " * 20000 + "effusion"])
+
+
 def test_empty_and_whitespace_reports_are_all_blank():
     texts = ["", " ", "\n\n", "\t\r\n", "\u3000\u00a0\u2028"]
     assert (mrgfast.label(texts) == mrgfast.BLANK).all()
@@ -133,11 +158,11 @@ def test_one_megabyte_report():
     assert rows[0, card] == 1
 
 
-def _time(text: str, reps: int = 3) -> float:
+def _time(text: str, reps: int = 3, details: bool = False) -> float:
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
-        mrgfast.label([text], threads=1)
+        mrgfast.label([text], threads=1, details=details)
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -148,8 +173,12 @@ def test_linear_time():
         "no effusion or pneumonia , possible nodule vs mass , heart normal ",  # one endless sentence
         "XXXX \u00e9\x00 ;;; ,,, 1.5 Dr. e.g. ",
     ]
+    units.append(
+        "Small left basilar opacity, likely atelectasis or scarring in the right lower lobe and left effusions, "
+    )
     for unit in units:
         one = (unit * (1_000_000 // len(unit) + 1))[:1_000_000]
         four = (unit * (4_000_000 // len(unit) + 1))[:4_000_000]
-        t1, t4 = _time(one), _time(four)
-        assert t4 < 8 * max(t1, 1e-3), f"4 MB took {t4 / t1:.1f}x the 1 MB time for unit {unit[:30]!r}"
+        for details in (False, True):
+            t1, t4 = _time(one, details=details), _time(four, details=details)
+            assert t4 < 8 * max(t1, 1e-3), f"4 MB took {t4 / t1:.1f}x the 1 MB time for unit {unit[:30]!r}"

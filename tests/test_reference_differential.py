@@ -1,5 +1,6 @@
 """Differential tests: the Rust labeler (mrgfast.label) == the pure-Python reference
-(mrgfast.reference.label) on random and mutated report text, and MCCS Rust == reference.
+(mrgfast.reference.label) on random and mutated report text, codes and details (sides and degrees),
+and MCCS / MCCS+ Rust == reference.
 
 Strategies are built from the shared rule phrases (mentions, triggers, terminators, headers),
 filler words, punctuation, XXXX tokens and mutations of real-looking sentences, so they reach
@@ -46,6 +47,19 @@ FILLER = [
     "base",
     "3:15",
     "p.m.",
+    "bilateral",
+    "bibasilar",
+    "basilar",
+    "at",
+    "on",
+    "over",
+    "greater",
+    "than",
+    "moderate",
+    "severe",
+    "trace",
+    "atrium",
+    "associated",
 ]
 SEPS = [
     " ",
@@ -90,6 +104,17 @@ SENTENCES = [
     "Osseous structures are intact.",
     "There is no pleural effusion and the heart is enlarged.",
     "Right lower zone nodule versus nipple shadow.",
+    "Small left basilar opacity, likely atelectasis.",
+    "Opacity at the right base with adjacent atelectasis.",
+    "Bilateral effusions, left greater than right.",
+    "Moderate to large right pleural effusion.",
+    "Left-sided pacemaker with leads in the right atrium and right ventricle.",
+    "Pneumothorax at the left apex and right chest tube.",
+    "Minimal atelectasis or scarring in the left lower lobe.",
+    "Mild, patchy bibasilar airspace disease.",
+    "The heart is mildly enlarged, left greater than right.",
+    "Blunting of both costophrenic angles. Basilar atelectasis.",
+    "Healed fracture of the right 6th rib. Left IJ line.",
 ]
 
 
@@ -141,6 +166,12 @@ def _diff(texts):
     assert a.shape == b.shape == (len(texts), len(OBSERVATIONS))
     for i in np.where((a != b).any(axis=1))[0]:
         pytest.fail(f"Rust != reference on {texts[i]!r}:\n rust {a[i].tolist()}\n  ref {b[i].tolist()}")
+    # with details: the same codes, and the same sides and degrees
+    d = mrgfast.label(texts, details=True)
+    np.testing.assert_array_equal(d.codes, a)
+    for name, x, y in zip(("sides", "degrees"), d[1:], ref.label_details(texts)[1:]):
+        for i in np.where((x != y).any(axis=1))[0]:
+            pytest.fail(f"Rust != reference {name} on {texts[i]!r}:\n rust {x[i].tolist()}\n  ref {y[i].tolist()}")
 
 
 def test_observations_agree():
@@ -165,6 +196,25 @@ def test_mccs_rust_equals_reference(pairs, margin, uncertain):
     a = mrgfast.mccs_group(g, r[0], margin=margin, uncertain=uncertain)
     b = ref.mccs_group(g, r[0], margin=margin, uncertain=uncertain)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(reports, reports), min_size=1, max_size=10),
+    st.floats(0.0, 0.95),
+    st.floats(-1.0, 1.0),
+    st.floats(0.01, 0.99),
+)
+def test_mccs_plus_rust_equals_reference(pairs, margin, uncertain, side_weight):
+    g = [p[0] for p in pairs]
+    r = [p[1] for p in pairs]
+    kw = dict(margin=margin, uncertain=uncertain, sides=True, side_weight=side_weight)
+    a = mrgfast.mccs(g, r, **kw)
+    np.testing.assert_allclose(a, ref.mccs(g, r, **kw), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mrgfast.mccs_group(g, r[0], **kw), ref.mccs_group(g, r[0], **kw), rtol=0, atol=1e-12)
+    # from labels with details: the same as from texts
+    lg, lr = mrgfast.label(g, details=True), mrgfast.label(r, details=True)
+    np.testing.assert_array_equal(mrgfast.mccs_from_labels(lg, lr, **kw), a)
 
 
 def test_bulk_random_phrase_reports():
@@ -197,3 +247,4 @@ def test_realistic_corpus():
     _diff(texts)
     g, r = corpus.pairs(1000, seed=3)
     np.testing.assert_allclose(mrgfast.mccs(g, r), ref.mccs(g, r), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mrgfast.mccs(g, r, sides=True), ref.mccs(g, r, sides=True), rtol=0, atol=1e-12)

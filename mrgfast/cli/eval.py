@@ -106,6 +106,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help=f"MCCS value of an uncertain finding (default {mrgfast.DEFAULT_UNCERTAIN})",
     )
     g.add_argument("--uncertain-positive", action="store_true", help="CE: count uncertain as positive")
+    g.add_argument(
+        "--side-weight",
+        type=float,
+        default=mrgfast.DEFAULT_SIDE_WEIGHT,
+        help=f"MCCS+ side weight, in (0, 1) (default {mrgfast.DEFAULT_SIDE_WEIGHT}): MCCS+ and side-aware CE are "
+        "reported beside MCCS and CE",
+    )
     g.add_argument("--threads", type=int, default=None, help="labelling threads (default: every core)")
     from mrgfast.cli.labeler_options import add_labeler_options
 
@@ -172,6 +179,7 @@ def options_from_args(args):
         margin=args.margin,
         uncertain=args.uncertain,
         uncertain_positive=args.uncertain_positive,
+        side_weight=args.side_weight,
         threads=args.threads,
         progress=args.progress,
         labelers=args.labelers,
@@ -184,6 +192,13 @@ def main(args) -> int:
         check_mccs_params(args.margin, args.uncertain)
     except ValueError as e:
         print(f"mrgfast eval: --margin/--uncertain: {e}", file=sys.stderr)
+        return 2
+    from mrgfast.contracts import check_side_weight
+
+    try:
+        check_side_weight(args.side_weight)
+    except ValueError as e:
+        print(f"mrgfast eval: --side-weight: {e}", file=sys.stderr)
         return 2
     from mrgfast.contracts import check_threads
 

@@ -59,6 +59,12 @@ def add_parser(sub) -> None:
     )
     add_input_options(p)
     p.add_argument(
+        "--details",
+        action="store_true",
+        help="also write each finding's side and degree (rule labeler): CSV columns '<observation> side' and "
+        "'<observation> degree' (empty when not stated), JSONL a 'details' object",
+    )
+    p.add_argument(
         "--extract-report",
         action="store_true",
         help="label only the <report>...</report> block of each text (model completions); "
@@ -128,6 +134,12 @@ def run(args) -> int:
     out_fmt = _output_format(args)
     observations = list(mrgfast.OBSERVATIONS)
     blank = mrgfast.BLANK
+    if args.details and labeler.name != "rust":
+        print(f"mrgfast label: --details needs the rule labeler (--labeler rust), not {labeler.name}", file=sys.stderr)
+        return 2
+    from mrgfast.contracts import DEGREE_NAMES, SIDE_NAMES
+
+    detail_obs = [o for o in observations if o != "No Finding"]
 
     try:
         stream = read_rows(
@@ -146,7 +158,8 @@ def run(args) -> int:
     out = writer_file.f
     csv_out = csv.writer(out, lineterminator="\n") if out_fmt == "csv" else None
     if csv_out is not None:
-        csv_out.writerow(["Reports", *observations])
+        extra = [f"{o} {k}" for o in detail_obs for k in ("side", "degree")] if args.details else []
+        csv_out.writerow(["Reports", *observations, *extra])
 
     n_rows = 0
     bad: list[BadRow] = []
@@ -159,17 +172,36 @@ def run(args) -> int:
         texts = [r.text for r in chunk]
         if args.extract_report:
             texts = [extract_report(t) for t in texts]
-        labels = mrgfast.label(texts, threads=args.threads, labeler=labeler)
+        if args.details:
+            det = mrgfast.label(texts, threads=args.threads, details=True)
+            labels = det.codes
+            records = mrgfast.engine.to_records(det.codes, details=det)
+        else:
+            labels = mrgfast.label(texts, threads=args.threads, labeler=labeler)
         if csv_out is not None:
-            csv_out.writerows([r.text, *(_code(c, blank) for c in row)] for r, row in zip(chunk, labels.tolist()))
+            rows = []
+            for i, (r, row) in enumerate(zip(chunk, labels.tolist())):
+                cells = [r.text, *(_code(c, blank) for c in row)]
+                if args.details:
+                    sides, degrees = det.sides[i].tolist(), det.degrees[i].tolist()
+                    for o in detail_obs:
+                        j = observations.index(o)
+                        cells += [
+                            SIDE_NAMES[sides[j]] if sides[j] else "",
+                            DEGREE_NAMES[degrees[j]] if degrees[j] else "",
+                        ]
+                rows.append(cells)
+            csv_out.writerows(rows)
         else:
             lines = []
-            for r, row in zip(chunk, labels.tolist()):
+            for i, (r, row) in enumerate(zip(chunk, labels.tolist())):
                 obj = {"line": r.line}
                 if r.id is not None:
                     obj["id"] = r.id
                 obj["report"] = r.text
                 obj.update({o: (None if c == blank else float(c)) for o, c in zip(observations, row)})
+                if args.details:
+                    obj["details"] = records[i]["details"]
                 lines.append(json.dumps(obj, ensure_ascii=False))
             if lines:
                 out.write("\n".join(lines) + "\n")

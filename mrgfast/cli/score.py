@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from mrgfast.contracts import check_mccs_params
+from mrgfast.contracts import check_mccs_params, check_side_weight
 
 HELP = "score generated reports against references: MCCS and the CE table (JSON + F1 bar chart)"
 
@@ -14,7 +14,9 @@ DESCRIPTION = """\
 Pair the generated reports of --pred with the references of --ref, label both sides once, and
 print the MCCS mean/median and the clinical-efficacy table: precision, recall and F1 per
 observation, micro and macro over the 14 observations and over the 5-observation competition
-subset (Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion). The full result goes to
+subset (Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion). Beside them (rule
+labeler): MCCS+ and side-aware CE, where a finding positive in both reports counts only when both
+state the same side or either states none. The full result goes to
 a JSON file (with per-pair MCCS), the per-observation F1 to a PNG bar chart. Both are written under
 a temporary name and moved into place when complete, replacing an existing file; neither may be an
 input.
@@ -63,6 +65,13 @@ def add_parser(sub) -> None:
         type=float,
         default=mrgfast.DEFAULT_UNCERTAIN,
         help=f"MCCS value of an uncertain finding, in [-1, 1] (default {mrgfast.DEFAULT_UNCERTAIN})",
+    )
+    p.add_argument(
+        "--side-weight",
+        type=float,
+        default=mrgfast.DEFAULT_SIDE_WEIGHT,
+        help=f"MCCS+ side weight, in (0, 1) (default {mrgfast.DEFAULT_SIDE_WEIGHT}); MCCS+ and side-aware CE are "
+        "reported beside MCCS and CE when the rule labeler labels",
     )
     p.add_argument(
         "--uncertain-positive",
@@ -174,6 +183,11 @@ def run(args) -> int:
         print(f"mrgfast score: --margin/--uncertain: {e}", file=sys.stderr)
         return 2
     try:
+        check_side_weight(args.side_weight)
+    except ValueError as e:
+        print(f"mrgfast score: --side-weight: {e}", file=sys.stderr)
+        return 2
+    try:
         pred_stream = read_rows(
             args.pred,
             fmt=args.pred_format,
@@ -226,6 +240,7 @@ def run(args) -> int:
         threads=args.threads,
         extract=not args.no_extract,
         labelers=labelers,
+        side_weight=args.side_weight,
     )
     t_score = time.perf_counter() - t0 - t_read
     result["inputs"] = {

@@ -37,6 +37,7 @@ def eval_metrics(
     margin: float = engine.DEFAULT_MARGIN,
     uncertain: float = engine.DEFAULT_UNCERTAIN,
     uncertain_positive: bool = False,
+    side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
     threads: int | None = None,
     meteor: bool | None = None,
     nlg: bool = True,
@@ -45,8 +46,8 @@ def eval_metrics(
 ) -> dict[str, Any]:
     """All metrics of generated texts against references (a JSON-ready dict).
 
-    The keys of :func:`mrgfast.scoring.score_pairs` (``n``, ``params``, ``mccs``, ``ce``,
-    ``per_sample``) plus ``format`` (compliance rate and count) and ``nlg`` (BLEU-1..4, METEOR,
+    The keys of :func:`mrgfast.scoring.score_pairs` (``n``, ``params``, ``mccs``, ``ce``, ``mccs_plus``,
+    ``ce_sides``, ``per_sample``) plus ``format`` (compliance rate and count) and ``nlg`` (BLEU-1..4, METEOR,
     ROUGE-L, CIDEr; ``None`` with ``nlg=False``) and ``timing_s``.
     """
     from mrgfast.reward.format import extract_report, format_score
@@ -65,6 +66,7 @@ def eval_metrics(
         threads=threads,
         extract=True,
         labelers=labelers,
+        side_weight=side_weight,
     )
     t_ce = time.perf_counter() - t0
     fmt = [format_score(g) for g in generated]

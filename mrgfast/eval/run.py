@@ -69,6 +69,8 @@ class EvalOptions:
     margin: float = 0.5
     uncertain: float = 1.0
     uncertain_positive: bool = False
+    side_weight: float = 0.5
+    """MCCS+ side weight for the side-aware numbers reported beside MCCS and CE."""
     threads: int | None = None
     progress: bool | None = None
     labelers: list[Any] | None = None
@@ -113,6 +115,8 @@ def score_command(pred_path: Path, opts: EvalOptions) -> str:
         f"mrgfast score --pred {p} --pred-field generated --ref {p} --ref-field reference "
         f"--margin {opts.margin} --uncertain {opts.uncertain}"
     )
+    if opts.side_weight != 0.5:
+        cmd += f" --side-weight {opts.side_weight}"
     if opts.uncertain_positive:
         cmd += " --uncertain-positive"
     names = [lab.name for lab in opts.labelers or []]
@@ -247,6 +251,7 @@ def _run_eval(opts: EvalOptions, on_batch: Callable[[int, int], None] | None) ->
         margin=opts.margin,
         uncertain=opts.uncertain,
         uncertain_positive=opts.uncertain_positive,
+        side_weight=opts.side_weight,
         threads=opts.threads,
         meteor=opts.meteor,
         nlg=opts.nlg,

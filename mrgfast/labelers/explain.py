@@ -1,5 +1,6 @@
-"""Why the rule labeler gave each code: per observation, every mention, the triggers that scoped it and
-the rules.txt lines behind them, so a clinician can review a call (``mrgfast label --explain TEXT``).
+"""Why the rule labeler gave each code: per observation, every mention, the triggers that scoped it, the
+words that gave its side and degree, and the rules.txt lines behind them, so a clinician can review a
+call (``mrgfast label --explain TEXT``).
 
 The trace comes from the pure-Python reference (`mrgfast.reference.labeler`), which runs the same
 rules with the same algorithm as the Rust engine (the differential tests hold them equal); the
@@ -11,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from mrgfast.contracts import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from mrgfast.contracts import (
+    BLANK,
+    DEGREE_NAMES,
+    DEGREE_NONE,
+    NEGATIVE,
+    OBSERVATIONS,
+    POSITIVE,
+    SIDE_NAMES,
+    SIDE_NONE,
+    UNCERTAIN,
+)
 from mrgfast.reference import labeler as ref
 
 CODE_NAMES = {POSITIVE: "1 (positive)", NEGATIVE: "0 (negative)", UNCERTAIN: "-1 (uncertain)", BLANK: "blank"}
@@ -90,55 +101,109 @@ def _apply_flags(code: int, u_flag: bool, p_flag: bool, noun: str) -> tuple[int 
     return code, None
 
 
+def _details(U: list, words: list[str], trace: list, inherited: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    """A reading's side and degree with the words (and rule lines) that state them; ``inherited`` names what
+    was taken from the finding before it ("left basilar opacity, likely atelectasis")."""
+    out: dict[str, Any] = {}
+    for kind in ("side", "degree"):
+        used = [q for k, q in trace if k == kind]
+        out[kind + "_words"] = [
+            {"text": words[q], "phrase": _phrase(U[q][1]), "rule": _rule(U[q][1], "@" + kind)} for q in used
+        ]
+        if kind in inherited:
+            q, name = inherited[kind]
+            out[kind + "_from"] = {"text": words[q], "value": name}
+    return out
+
+
 def explain(text: str) -> dict[str, Any]:
-    """The decision trail of one report (JSON-ready): per observation its code, and every mention or
-    descriptor that contributed, with the triggers/modifiers that decided it and their rule lines."""
+    """The decision trail of one report (JSON-ready): per observation its code, side and degree, and every
+    mention or descriptor that contributed, with the triggers/modifiers that decided it, the words that
+    gave its side and degree, and their rule lines."""
     import mrgfast
 
     r = ref.rules()
-    engine_codes = [int(c) for c in mrgfast.label([text])[0]]
-    ref_codes = ref.label_report(text)
+    engine = mrgfast.label([text], details=True)
+    engine_codes = [int(c) for c in engine.codes[0]]
+    engine_sides = [int(c) for c in engine.sides[0]]
+    engine_degrees = [int(c) for c in engine.degrees[0]]
+    ref_codes, ref_sides, ref_degrees = ref.label_report_details(text)
     calls: dict[str, list[dict[str, Any]]] = {o: [] for o in OBSERVATIONS}
+    W = r.params["detail_window"]
     if not all(ch in ref.WHITESPACE for ch in text):
         texts: list[list[str]] = []
         for s_idx, (U, words) in enumerate(zip(ref.sentences(r, text, texts), texts)):
             sentence = " ".join(words)
+            prev: tuple[int, int, int] | None = None  # as ref._label: the last present sided mention
             for p, u in enumerate(U):
                 e = ref._entry_of(u)
                 if e is None:
                     continue
-                readings = []  # (targets, code, trace, what a reading is called, kind, section)
+                # (targets, code, trace, what a reading is called, kind, section, details)
+                readings = []
                 if e.mentions:
                     trace: list = []
                     code = ref.code_at(r, U, p, trace)
-                    readings.append((e.mentions, code, trace, "mention of this phrase", "mention", "@mention"))
+                    det = None
+                    if code != NEGATIVE:
+                        dtrace: list = []
+                        side, degree = ref.details_of(r, U, (p,), trace=dtrace)
+                        inherited: dict[str, tuple[int, str]] = {}
+                        if prev is not None:
+                            take_side, take_degree = ref._inherits(U, prev[0], p, W)
+                            if take_side and side == SIDE_NONE and prev[1] != SIDE_NONE:
+                                side = prev[1]
+                                inherited["side"] = (prev[0], SIDE_NAMES[side])
+                            if take_degree and degree == DEGREE_NONE and prev[2] != DEGREE_NONE:
+                                degree = prev[2]
+                                inherited["degree"] = (prev[0], DEGREE_NAMES[degree])
+                        det = (side, degree, _details(U, words, dtrace, inherited))
+                        prev = (p, side, degree) if any(ref.SIDED[o] for o, _, _ in e.mentions) else None
+                    else:
+                        prev = None
+                    readings.append((e.mentions, code, trace, "mention of this phrase", "mention", "@mention", det))
                 if e.desc_group is not None:
                     trace = []
-                    code = ref.desc_code(r, U, p, e.desc_group, trace)
+                    mods: list[int] = []
+                    code = ref.desc_code(r, U, p, e.desc_group, trace, mods_out=mods)
                     if code is not None:
+                        det = None
+                        if code != NEGATIVE:
+                            dtrace = []
+                            side, degree = ref.details_of(r, U, (p,), mods, trace=dtrace)
+                            det = (side, degree, _details(U, words, dtrace, {}))
                         kind = f"descriptor ({e.desc_group})"
-                        readings.append((e.desc_targets, code, trace, "reading", kind, "@desc"))
-                for targets, code, trace, noun, kind, section in readings:
+                        readings.append((e.desc_targets, code, trace, "reading", kind, "@desc", det))
+                for targets, code, trace, noun, kind, section, det in readings:
                     found = _triggers(U, words, trace)
                     for obs, u_flag, p_flag in targets:
                         c, note = _apply_flags(code, u_flag, p_flag, noun)
-                        calls[OBSERVATIONS[obs]].append(
-                            {
-                                "sentence": s_idx + 1,
-                                "sentence_text": sentence,
-                                "kind": kind,
-                                "text": words[p],
-                                "phrase": _phrase(e),
-                                "rule": _rule(e, section, OBSERVATIONS[obs]),
-                                "code": c,
-                                "decided_by": _decider(code, found),
-                                "note": note,
-                                "triggers": found,
-                            }
-                        )
+                        call = {
+                            "sentence": s_idx + 1,
+                            "sentence_text": sentence,
+                            "kind": kind,
+                            "text": words[p],
+                            "phrase": _phrase(e),
+                            "rule": _rule(e, section, OBSERVATIONS[obs]),
+                            "code": c,
+                            "decided_by": _decider(code, found),
+                            "note": note,
+                            "triggers": found,
+                        }
+                        if det is not None and c in (POSITIVE, UNCERTAIN):
+                            side = det[0] if ref.SIDED[obs] else SIDE_NONE
+                            call["side"] = SIDE_NAMES[side] if side else None
+                            call["degree"] = DEGREE_NAMES[det[1]] if det[1] else None
+                            call.update(det[2] if ref.SIDED[obs] else {**det[2], "side_words": []})
+                        calls[OBSERVATIONS[obs]].append(call)
     observations = {}
     for j, obs in enumerate(OBSERVATIONS):
-        entry: dict[str, Any] = {"code": engine_codes[j], "calls": calls[obs]}
+        entry: dict[str, Any] = {
+            "code": engine_codes[j],
+            "side": SIDE_NAMES[engine_sides[j]] if engine_sides[j] else None,
+            "degree": DEGREE_NAMES[engine_degrees[j]] if engine_degrees[j] else None,
+            "calls": calls[obs],
+        }
         if obs == "No Finding":
             findings = [
                 o
@@ -153,14 +218,34 @@ def explain(text: str) -> dict[str, Any]:
                 entry["why"] = "1: no observation other than Support Devices is positive or uncertain"
         elif calls[obs]:
             entry["why"] = "report level: positive > uncertain > negative over the mentions"
+            if entry["side"] or entry["degree"]:
+                entry["why"] += "; side and degree: those of the mentions with that code (sides add up, highest degree)"
         observations[obs] = entry
+    same = engine_codes == ref_codes and engine_sides == ref_sides and engine_degrees == ref_degrees
     return {
         "text": text,
         "engine_codes": engine_codes,
+        "engine_sides": engine_sides,
+        "engine_degrees": engine_degrees,
         "reference_codes": ref_codes,
-        "engine_equals_reference": engine_codes == ref_codes,
+        "reference_sides": ref_sides,
+        "reference_degrees": ref_degrees,
+        "engine_equals_reference": same,
         "observations": observations,
     }
+
+
+def _detail_line(call: dict[str, Any], kind: str) -> str:
+    """One call's side or degree and where it came from."""
+    if not call.get(kind):
+        return "not stated"
+    words = call.get(kind + "_words") or []
+    if words:
+        return call[kind] + " (" + ", ".join(f'"{w["text"]}" {w["rule"]}' for w in words) + ")"
+    src = call.get(kind + "_from")
+    if src:
+        return f'{call[kind]} (from the finding before it, "{src["text"]}")'
+    return call[kind]
 
 
 def format_explanation(result: dict[str, Any], observations: Collection[str] | None = None) -> str:
@@ -171,7 +256,9 @@ def format_explanation(result: dict[str, Any], observations: Collection[str] | N
     if not result["engine_equals_reference"]:
         lines.append(
             "WARNING: the Rust engine and the Python reference disagree on this text (a bug; please report it). "
-            f"engine {result['engine_codes']} vs reference {result['reference_codes']}; the trail below is the reference's"
+            f"engine {result['engine_codes']} vs reference {result['reference_codes']} (sides "
+            f"{result['engine_sides']} vs {result['reference_sides']}, degrees {result['engine_degrees']} vs "
+            f"{result['reference_degrees']}); the trail below is the reference's"
         )
     for obs, entry in result["observations"].items():
         if obs == "No Finding" or (observations is not None and obs not in observations):
@@ -180,7 +267,8 @@ def format_explanation(result: dict[str, Any], observations: Collection[str] | N
             if observations is not None:
                 lines.append(f"{obs}: blank (no mention)")
             continue
-        lines.append(f"{obs}: {CODE_NAMES[entry['code']]}")
+        detail = "".join(f", {k} {entry[k]}" for k in ("side", "degree") if entry.get(k))
+        lines.append(f"{obs}: {CODE_NAMES[entry['code']]}{detail}")
         for c in entry["calls"]:
             code = "not counted" if c["code"] is None else CODE_NAMES[c["code"]]
             lines.append(f'  sentence {c["sentence"]} "{c["sentence_text"]}"')
@@ -192,6 +280,8 @@ def format_explanation(result: dict[str, Any], observations: Collection[str] | N
                 lines.append(f"    in scope: {shown}")
             if c["note"]:
                 lines.append(f"    {c['note']}")
+            if "side" in c:
+                lines.append(f"    side: {_detail_line(c, 'side')}; degree: {_detail_line(c, 'degree')}")
     nf = result["observations"]["No Finding"]
     if observations is None or "No Finding" in observations:
         lines.append(f"No Finding: {CODE_NAMES[nf['code']]} ({nf['why']})")

@@ -32,10 +32,28 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from mrgfast.contracts import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from mrgfast.contracts import (
+    BLANK,
+    DEGREE_NAMES,
+    DEGREE_NONE,
+    NEGATIVE,
+    OBSERVATIONS,
+    POSITIVE,
+    SIDE_BILATERAL,
+    SIDE_NAMES,
+    SIDE_NONE,
+    SIDED_OBSERVATIONS,
+    UNCERTAIN,
+)
 
 N_OBS = len(OBSERVATIONS)
 NO_FINDING, SUPPORT_DEVICES = OBSERVATIONS.index("No Finding"), OBSERVATIONS.index("Support Devices")
+
+# the words of `@side WORD` / `@degree WORD` and the codes they give (docs/ARCHITECTURE.md, contracts)
+SIDE_WORDS = {name: code for code, name in enumerate(SIDE_NAMES) if code != SIDE_NONE}
+DEGREE_WORDS = {name: code for code, name in enumerate(DEGREE_NAMES) if code != DEGREE_NONE}
+SIDED = tuple(o in SIDED_OBSERVATIONS for o in OBSERVATIONS)
+MAX_DETAIL_WINDOW = 16  # rules.rs MAX_DETAIL_WINDOW
 
 RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.txt")
 
@@ -57,8 +75,24 @@ SECTION_KINDS = (
     "connect",
     "copula",
     "conj",
+    "side",
+    "degree",
+    "locus",
+    "join",
+    "assoc",
+    "detailstop",
+    "unsided",
 )
-PARAMS = ("pre_window", "post_window", "or_window", "or_window_before", "near_window", "desc_window", "prenominal_skip")
+PARAMS = (
+    "pre_window",
+    "post_window",
+    "or_window",
+    "or_window_before",
+    "near_window",
+    "desc_window",
+    "prenominal_skip",
+    "detail_window",
+)
 
 # token kinds
 WORD, COMMA, COLON, BREAK, PARA = 0, 1, 2, 3, 4
@@ -76,21 +110,29 @@ class Entry:
     """One rule phrase and everything it means (roles add up over sections)."""
 
     __slots__ = (
+        "assoc",
         "clause",
         "conj",
         "connect",
         "copula",
+        "degree",
         "desc_group",
         "desc_targets",
+        "detail_stop",
         "header",
+        "join",
         "lines",
+        "locus",
         "mentions",
         "mods",
+        "paired",
         "prefix",
+        "side",
         "skip",
         "term",
         "tokens",
         "triggers",
+        "unsided",
     )
 
     def __init__(self, tokens: tuple[str, ...], prefix: bool):
@@ -108,6 +150,14 @@ class Entry:
         self.connect = False
         self.copula = False
         self.conj = False
+        self.side = SIDE_NONE  # side bits this phrase states (left 1, right 2, bilateral 3)
+        self.paired = False  # names both of a paired structure: bilateral unless a side is stated
+        self.degree = DEGREE_NONE  # ordinal degree this phrase states
+        self.locus = False
+        self.join = False
+        self.assoc = False
+        self.detail_stop = False
+        self.unsided = False
         self.lines: list[tuple[int, str]] = []  # (rules.txt line, section) of every role: for --explain
 
     def mod_class(self, group: str) -> str | None:
@@ -148,6 +198,8 @@ class Rules:
         missing = [p for p in PARAMS if p not in self.params]
         if missing:
             raise ValueError(f"rules.txt: missing params {missing}")
+        if not 1 <= self.params["detail_window"] <= MAX_DETAIL_WINDOW:
+            raise ValueError(f"rules.txt: detail_window must be between 1 and {MAX_DETAIL_WINDOW}")
         for e in self.entries.values():
             if (e.term or e.clause) and e.triggers:
                 raise ValueError(f"rules.txt: {' '.join(e.tokens)!r} is both a terminator and a trigger")
@@ -239,6 +291,34 @@ class Rules:
             e.copula = True
         elif kind == "conj":
             e.conj = True
+        elif kind == "side":
+            if arg not in SIDE_WORDS and arg != "paired":
+                raise ValueError(f"rules.txt:{lineno}: @side must be one of {[*SIDE_WORDS, 'paired']}, got {arg!r}")
+            if arg == "paired":
+                e.paired = True
+            elif e.side not in (SIDE_NONE, SIDE_WORDS[arg]):
+                raise ValueError(f"rules.txt:{lineno}: {phrase!r} has two sides")
+            else:
+                e.side = SIDE_WORDS[arg]
+            if e.paired and e.side:
+                raise ValueError(f"rules.txt:{lineno}: {phrase!r} has two sides")
+        elif kind == "degree":
+            if arg not in DEGREE_WORDS:
+                raise ValueError(f"rules.txt:{lineno}: @degree must be one of {list(DEGREE_WORDS)}, got {arg!r}")
+            degree = DEGREE_WORDS[arg]
+            if e.degree not in (DEGREE_NONE, degree):
+                raise ValueError(f"rules.txt:{lineno}: {phrase!r} has two degrees")
+            e.degree = degree
+        elif kind == "locus":
+            e.locus = True
+        elif kind == "join":
+            e.join = True
+        elif kind == "assoc":
+            e.assoc = True
+        elif kind == "detailstop":
+            e.detail_stop = True
+        elif kind == "unsided":
+            e.unsided = True
         else:
             raise ValueError(f"rules.txt:{lineno}: unknown section @{kind}")
 
@@ -587,9 +667,12 @@ def _bridged(r: Rules, U: list, q: int, group: str) -> bool:
     return True
 
 
-def desc_code(r: Rules, U: list, p: int, group: str, trace: list | None = None) -> int | None:
+def desc_code(
+    r: Rules, U: list, p: int, group: str, trace: list | None = None, mods_out: list | None = None
+) -> int | None:
     """Code of the descriptor at p from its modifiers (None: no modifier). ``trace`` receives
-    ``("mod:<class>", unit index)`` per modifier used and the triggers scoping abnormal ones."""
+    ``("mod:<class>", unit index)`` per modifier used and the triggers scoping abnormal ones;
+    ``mods_out`` the unit indices of the modifiers used (their scopes hold the reading's details)."""
     win = r.params["desc_window"]
     mods: list[int] = []
     q0 = prenominal(r, U, p, group)
@@ -637,6 +720,8 @@ def desc_code(r: Rules, U: list, p: int, group: str, trace: list | None = None) 
                 q -= 1
     if not mods:
         return None
+    if mods_out is not None:
+        mods_out.extend(mods)
     classes = [U[q][1].mod_class(group) for q in mods]
     if trace is not None:
         trace.extend((f"mod:{c}", q) for q, c in zip(mods, classes))
@@ -670,24 +755,247 @@ def _apply(labels: list[int], targets, code: int) -> None:
         labels[obs] = aggregate(labels[obs], c)
 
 
+# ------------------------------------------------------------------------------------ details
+def _detail(U: list, q: int) -> tuple[int, bool, int]:
+    """(side, paired, degree) the unit at q states; a side word before an @unsided structure
+    ("right atrium") states no side."""
+    e = _entry_of(U[q])
+    if e is None:
+        return SIDE_NONE, False, DEGREE_NONE
+    side, paired = e.side, e.paired
+    if (side or paired) and q + 1 < len(U):
+        n = _entry_of(U[q + 1])
+        if n is not None and n.unsided:
+            side, paired = SIDE_NONE, False
+    return side, paired, e.degree
+
+
+def _is_join(u) -> bool:
+    e = _entry_of(u)
+    return e is not None and e.join
+
+
+def detail_scope(r: Rules, U: list, p: int) -> list[int]:
+    """Unit indices of the side and degree words that belong to the phrase at p (its own phrase
+    first): the words before it up to a sentence break, another finding, a contrast word, a
+    clause start, a linking verb or a detail stop (a locus preposition ends the walk and drops
+    what lies beyond a "join" word: "left apex and right chest tube" gives the tube right), and
+    the words after it up to a sentence break (a comma only when a side or degree word follows:
+    "effusions, left greater than right"), a contrast word or a detail stop; words after it that
+    premodify a later finding ("left effusion and right pneumothorax") are not its own.
+    Both walks cover at most ``detail_window`` words."""
+    W = r.params["detail_window"]
+    out: list[int] = []
+    if any(_detail(U, p)):
+        out.append(p)
+    # backward; what lies beyond the first join or comma crossed is dropped when the walk ends at a
+    # locus ("left apex and right chest tube": the apex's), beyond a comma also at another finding
+    # ("left effusion, small ...")
+    back: list[int] = []
+    mark: int | None = None
+    comma = False  # the mark is a comma
+    np_only = True  # only skip words ("the", "a") between the unit read and the mention
+    d = 0
+    q = p - 1
+    while q >= 0 and d < W:
+        u = U[q]
+        if u[0] == "p":
+            # a comma between coordinated adjectives ("mild, patchy opacity") is crossed
+            if q > 0 and any(_detail(U, q - 1)):
+                if mark is None:
+                    mark, comma = len(back), True
+                np_only = False
+                q -= 1
+                continue
+            break
+        e = _entry_of(u)
+        if e is not None:
+            if (e.mentions and comma) or (e.locus and not np_only):
+                if mark is not None:
+                    del back[mark:]
+                break
+            if e.mentions:
+                break
+            if e.term or e.clause or e.copula or e.detail_stop:
+                break
+            if e.join and mark is None:
+                mark = len(back)
+            if any(_detail(U, q)):
+                back.append(q)
+        if e is None or not e.skip or e.join:
+            np_only = np_only and e is not None and e.locus
+        d += 1
+        q -= 1
+    # forward; words found since the last break are pending: a later finding they premodify takes
+    # them. Past the window nothing is collected, but a pending chain is followed (up to another
+    # window) to see whether it ends in a finding.
+    fwd: list[int] = []
+    pending = 0
+    d = 0
+    q = p + 1
+    while q < len(U):
+        if d >= W and (pending == len(fwd) or d >= 2 * W):
+            break
+        u = U[q]
+        if u[0] == "p":
+            if d < W and q + 1 < len(U) and any(_detail(U, q + 1)):
+                pending = len(fwd)
+                q += 1
+                continue
+            break
+        e = _entry_of(u)
+        if e is not None:
+            if e.mentions:
+                if pending < len(fwd) or not (q == p + 1 or _is_join(U[q - 1])):
+                    del fwd[pending:]
+                    break
+                # a finding right after this one ("masslike opacification") or coordinated with it
+                # ("atelectasis or scarring in the left lower lobe") shares what follows: read on
+                d += 1
+                q += 1
+                continue
+            if e.term or e.detail_stop:
+                break
+            if d < W and any(_detail(U, q)):
+                fwd.append(q)
+            if e.triggers or e.locus or e.join or e.copula or e.clause or e.connect or e.conj:
+                pending = len(fwd)
+        d += 1
+        q += 1
+    return out + back + fwd
+
+
+def details_of(
+    r: Rules, U: list, positions: Sequence[int], mods: Sequence[int] = (), trace: list | None = None
+) -> tuple[int, int]:
+    """(side bits, degree) of a reading from the detail scopes of ``positions`` (a mention; or a
+    descriptor) and of its modifiers ``mods``, which state the finding itself ("the heart is large")
+    and so never its degree: sides OR-ed ("left ... and right" = bilateral), a paired word ("basilar",
+    "effusions") bilateral only when no side word is found, the highest degree ("small to moderate" is
+    moderate). ``trace`` receives ``("side"|"degree", unit index)`` per word used."""
+    side = SIDE_NONE
+    degree = DEGREE_NONE
+    paired: list[int] = []
+    seen: set[int] = set(mods)
+    for p in (*positions, *mods):
+        for q in detail_scope(r, U, p):
+            if q in seen:
+                continue
+            seen.add(q)
+            s, pair, g = _detail(U, q)
+            if s:
+                side |= s
+                if trace is not None:
+                    trace.append(("side", q))
+            if pair:
+                paired.append(q)
+            if g:
+                degree = max(degree, g)
+                if trace is not None:
+                    trace.append(("degree", q))
+    if side == SIDE_NONE and paired:
+        side = SIDE_BILATERAL
+        if trace is not None:
+            trace.extend(("side", q) for q in paired)
+    return side, degree
+
+
+def _inherits(U: list, q0: int, p: int, window: int) -> tuple[bool, bool]:
+    """Whether the mention at p may take the (side, degree) of the finding at q0 before it in the
+    sentence: the side when no contrast word or detail stop (a new subject) lies between, at most
+    ``2 * window`` words ("opacity in the left base, likely atelectasis"; "left lower lobe atelectasis,
+    infiltrate and effusion"); the degree too unless an @assoc word makes it a finding of its own
+    ("large right effusion with adjacent atelectasis")."""
+    d = 0
+    assoc = False
+    for q in range(q0 + 1, p):
+        u = U[q]
+        if u[0] == "p":
+            continue
+        e = _entry_of(u)
+        if e is not None:
+            if e.term or e.detail_stop or e.mentions:
+                return False, False
+            assoc = assoc or e.assoc
+        d += 1
+    if d > 2 * window:
+        return False, False
+    return True, not assoc
+
+
+def _apply_details(labels, sides, degrees, targets, code: int, side: int, degree: int) -> None:
+    """`_apply` that also keeps the details of the mentions that decide each report-level code: a
+    mention of higher priority replaces them, one of equal priority adds its sides and degree."""
+    for obs, u_flag, p_flag in targets:
+        c = code
+        if p_flag and c == NEGATIVE:
+            continue
+        if u_flag and c == POSITIVE:
+            c = UNCERTAIN
+        old = labels[obs]
+        s = side if SIDED[obs] else SIDE_NONE
+        if _PRIORITY.get(c, 0) > _PRIORITY.get(old, 0):
+            labels[obs], sides[obs], degrees[obs] = c, s, degree
+        elif c == old:
+            sides[obs] |= s
+            degrees[obs] = max(degrees[obs], degree)
+
+
+def label_report_details(text: str) -> tuple[list[int], list[int], list[int]]:
+    """The 14 codes of one report with each observation's side and degree codes (0 unless the
+    code is positive or uncertain; see docs/ARCHITECTURE.md, "Details")."""
+    return _label(text, True)
+
+
 def label_report(text: str) -> list[int]:
     """The 14 codes of one report (BLANK = -128 when not mentioned)."""
+    return _label(text, False)[0]
+
+
+def _label(text: str, details: bool) -> tuple[list[int], list[int], list[int]]:
     r = rules()
     labels = [BLANK] * N_OBS
+    sides = [SIDE_NONE] * N_OBS
+    degrees = [DEGREE_NONE] * N_OBS
     if all(ch in WHITESPACE for ch in text):
-        return labels
+        return labels, sides, degrees
+    W = r.params["detail_window"]
     for U in sentences(r, text):
+        # the last mention of a sided finding coded present, and its side (a mention that states none
+        # may take it: "left basilar opacity, likely atelectasis")
+        prev: tuple[int, int] | None = None
         for p, u in enumerate(U):
             e = _entry_of(u)
             if e is None:
                 continue
             if e.mentions:
-                _apply(labels, e.mentions, code_at(r, U, p))
+                c = code_at(r, U, p)
+                if details and c != NEGATIVE:
+                    side, degree = details_of(r, U, (p,))
+                    if prev is not None:
+                        take_side, take_degree = _inherits(U, prev[0], p, W)
+                        if take_side and side == SIDE_NONE:
+                            side = prev[1]
+                        if take_degree and degree == DEGREE_NONE:
+                            degree = prev[2]
+                    _apply_details(labels, sides, degrees, e.mentions, c, side, degree)
+                    prev = (p, side, degree) if any(SIDED[obs] for obs, _, _ in e.mentions) else None
+                else:
+                    _apply(labels, e.mentions, c)
+                    prev = None
             if e.desc_group is not None:
-                c = desc_code(r, U, p, e.desc_group)
+                mods: list[int] = []
+                c = desc_code(r, U, p, e.desc_group, mods_out=mods)
                 if c is not None:
-                    _apply(labels, e.desc_targets, c)
+                    if details and c != NEGATIVE:
+                        side, degree = details_of(r, U, (p,), mods)
+                        _apply_details(labels, sides, degrees, e.desc_targets, c, side, degree)
+                    else:
+                        _apply(labels, e.desc_targets, c)
     finding = any(labels[i] in (POSITIVE, UNCERTAIN) for i in range(1, N_OBS) if i != SUPPORT_DEVICES)
     if not finding:
         labels[NO_FINDING] = POSITIVE
-    return labels
+    for i in range(N_OBS):
+        if labels[i] not in (POSITIVE, UNCERTAIN):
+            sides[i], degrees[i] = SIDE_NONE, DEGREE_NONE
+    return labels, sides, degrees

@@ -14,8 +14,9 @@ TRL::
 ``mccs_reward``, ``format_reward`` and ``mrg_reward`` (the 0.75/0.25 sum) are plain functions with
 TRL's signature ``f(prompts, completions, completion_ids=None, **columns) -> list[float]``.
 Configure them through the classes :class:`MCCSReward`, :class:`FormatReward` and
-:class:`MRGReward` (reference column, margin, uncertain value, weights, threads); their instances
-carry a ``__name__``. Completions are strings or chat messages; a ``None`` or malformed completion
+:class:`MRGReward` (reference column, margin, uncertain value, weights, threads, ``sides``); their
+instances carry a ``__name__``. ``sides=True`` switches MCCS to MCCS+, the side-aware MCCS;
+``mccs_plus_reward`` and ``mrg_plus_reward`` are ``mccs_reward`` and ``mrg_reward`` with it on. Completions are strings or chat messages; a ``None`` or malformed completion
 scores 0.0 and is counted (``<name>/malformed`` via TRL's ``log_metric``), never raises.
 
 verl: :mod:`mrgfast.reward.verl` (``compute_score``, ``compute_score_batch``).
@@ -34,6 +35,8 @@ from mrgfast.reward.format import FormatReward, extract_report, format_score, pa
 _MCCS = MCCSReward(name="mccs_reward")
 _FORMAT = FormatReward(name="format_reward")
 _MRG = MRGReward(name="mrg_reward")
+_MCCS_PLUS = MCCSReward(sides=True, name="mccs_plus_reward")
+_MRG_PLUS = MRGReward(sides=True, name="mrg_plus_reward")
 
 
 def mccs_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
@@ -51,6 +54,16 @@ def mrg_reward(prompts=None, completions=None, completion_ids=None, **columns: A
     return _MRG(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
 
 
+def mccs_plus_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
+    """MCCS+ (side-aware MCCS, ``MCCSReward(sides=True)``) of each completion against the ``report`` column."""
+    return _MCCS_PLUS(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+
+
+def mrg_plus_reward(prompts=None, completions=None, completion_ids=None, **columns: Any) -> list[float]:
+    """``0.75 · MCCS+ + 0.25 · format`` (``MRGReward(sides=True)``) against the ``report`` column."""
+    return _MRG_PLUS(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+
+
 __all__ = [
     "FORMAT_WEIGHT",
     "MCCS_WEIGHT",
@@ -62,8 +75,10 @@ __all__ = [
     "format_reward",
     "format_score",
     "mccs_of_reports",
+    "mccs_plus_reward",
     "mccs_reward",
     "mccs_scores",
+    "mrg_plus_reward",
     "mrg_reward",
     "normalize_completions",
     "parse_completion",

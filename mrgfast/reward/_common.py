@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mrgfast.contracts import check_mccs_params, check_threads
+from mrgfast.contracts import check_mccs_params, check_side_weight, check_threads
 from mrgfast.reward.completions import normalize_completions
 
 logger = logging.getLogger("mrgfast.reward")
@@ -112,9 +112,29 @@ def check_length(name: str, values: Sequence[Any], n: int, who: str) -> None:
         raise ValueError(f"{who}: {name} has {len(values)} items but there are {n} completions")
 
 
-def check_reward_settings(reference_column: str, margin: float, uncertain: float, threads: int | None = None) -> None:
+def check_reward_settings(
+    reference_column: str,
+    margin: float,
+    uncertain: float,
+    threads: int | None = None,
+    sides: bool = False,
+    side_weight: float | None = None,
+) -> None:
     """Constructor checks shared by the reward classes (a bad value fails here, not at the first batch)."""
     if not isinstance(reference_column, str) or not reference_column:
         raise ValueError(f"reference_column must be a non-empty string, got {reference_column!r}")
     check_mccs_params(margin, uncertain)
     check_threads(threads)
+    check_sides(sides, side_weight)
+
+
+def check_sides(sides: object, side_weight: object, labeler: object = None) -> None:
+    """The MCCS+ switch: `sides` a bool, `side_weight` in (0, 1), and a labeler that gives sides (the rules)."""
+    if not isinstance(sides, bool):
+        raise TypeError(f"sides must be True or False (MCCS+ on or off), got {sides!r}")
+    if side_weight is not None:
+        check_side_weight(side_weight)
+    if sides and labeler is not None and getattr(labeler, "name", None) != "rust":
+        raise ValueError(
+            f"sides=True (MCCS+) needs the rule labeler's sides; the {getattr(labeler, 'name', labeler)!r} labeler gives none"
+        )

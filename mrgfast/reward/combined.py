@@ -13,7 +13,7 @@ import numpy as np
 
 from mrgfast import engine
 from mrgfast.labelers import Labeler, resolve_labeler
-from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, reference_column
+from mrgfast.reward._common import RewardFunction, check_length, check_reward_settings, check_sides, reference_column
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.format import parse_completion
 
@@ -24,7 +24,8 @@ FORMAT_WEIGHT = 0.25
 class MRGReward(RewardFunction):
     """TRL reward function: ``mccs_weight · MCCS + format_weight · format`` per completion.
 
-    Parameters are those of :class:`~mrgfast.reward.MCCSReward` plus the two weights. Besides the
+    Parameters are those of :class:`~mrgfast.reward.MCCSReward` (``sides=True``: MCCS+) plus the two
+    weights. Besides the
     malformed count, each call logs the batch means of its parts as ``<name>/mccs`` and
     ``<name>/format`` through TRL's ``log_metric``.
     """
@@ -40,11 +41,16 @@ class MRGReward(RewardFunction):
         format_weight: float = FORMAT_WEIGHT,
         extract: bool = True,
         labeler: Labeler | str | None = None,
+        sides: bool = False,
+        side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
         name: str = "mrg_reward",
     ):
         super().__init__(name)
-        check_reward_settings(reference_column, margin, uncertain, threads)
+        check_reward_settings(reference_column, margin, uncertain, threads, sides, side_weight)
         self.labeler = resolve_labeler(labeler)
+        check_sides(sides, side_weight, self.labeler)
+        self.sides = sides
+        self.side_weight = float(side_weight)
         for wname, w in (("mccs_weight", mccs_weight), ("format_weight", format_weight)):
             if not np.isfinite(float(w)):
                 raise ValueError(f"{wname} must be finite, got {w!r}")
@@ -68,6 +74,8 @@ class MRGReward(RewardFunction):
             uncertain=self.uncertain,
             threads=self.threads,
             labeler=self.labeler,
+            sides=self.sides,
+            side_weight=self.side_weight,
         )
         return m, f
 
@@ -89,5 +97,5 @@ class MRGReward(RewardFunction):
         return (
             f"MRGReward(reference_column={self.reference_column!r}, margin={self.margin}, "
             f"uncertain={self.uncertain}, mccs_weight={self.mccs_weight}, format_weight={self.format_weight}, "
-            f"threads={self.threads}, name={self.__name__!r})"
+            f"threads={self.threads}, sides={self.sides}, side_weight={self.side_weight}, name={self.__name__!r})"
         )

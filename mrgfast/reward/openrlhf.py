@@ -13,7 +13,8 @@ goes to every Ray worker as a path, where environment variables would need Ray's
 environment). This file itself reads ``MRGFAST_MARGIN``, ``MRGFAST_UNCERTAIN``,
 ``MRGFAST_MCCS_WEIGHT``, ``MRGFAST_FORMAT_WEIGHT``, ``MRGFAST_THREADS`` and
 ``MRGFAST_RESPONSE_MARKER``; ``MRGFAST_LABELER=chexbert`` with ``MRGFAST_CHEXBERT_CHECKPOINT`` and
-``MRGFAST_BERT_PATH`` for the paper-exact CheXbert reward.
+``MRGFAST_BERT_PATH`` for the paper-exact CheXbert reward; ``MRGFAST_SIDES=1`` (``--sides`` in the
+file writer) for MCCS+, the side-aware MCCS, with ``MRGFAST_SIDE_WEIGHT`` (``--side-weight``).
 
 ``queries`` are prompt + response as OpenRLHF decodes them (special tokens kept, image placeholders
 expanded by the processor), so the response is found by the chat template's assistant-turn opener
@@ -49,6 +50,7 @@ import numpy as np
 from mrgfast import engine
 from mrgfast.contracts import check_mccs_params
 from mrgfast.labelers import LABELER_NAMES, resolve_labeler
+from mrgfast.reward._common import check_sides
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
@@ -83,7 +85,10 @@ ENV_NAMES = {
     "labeler": "MRGFAST_LABELER",
     "chexbert_checkpoint": "MRGFAST_CHEXBERT_CHECKPOINT",
     "bert_path": "MRGFAST_BERT_PATH",
+    "sides": "MRGFAST_SIDES",
+    "side_weight": "MRGFAST_SIDE_WEIGHT",
 }
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _TEXT_SETTINGS = ("response_marker", "labeler", "chexbert_checkpoint", "bert_path")
 
 
@@ -104,6 +109,8 @@ class RewardSettings:
         "labeler",
         "chexbert_checkpoint",
         "bert_path",
+        "sides",
+        "side_weight",
     )
     DEFAULTS = (
         engine.DEFAULT_MARGIN,
@@ -115,6 +122,8 @@ class RewardSettings:
         None,
         None,
         None,
+        False,
+        engine.DEFAULT_SIDE_WEIGHT,
     )
 
     def __init__(
@@ -128,12 +137,15 @@ class RewardSettings:
         labeler: str | None = None,
         chexbert_checkpoint: str | None = None,
         bert_path: str | None = None,
+        sides: bool = False,
+        side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
     ):
         for name, value in (
             ("margin", margin),
             ("uncertain", uncertain),
             ("mccs_weight", mccs_weight),
             ("format_weight", format_weight),
+            ("side_weight", side_weight),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"mrgfast OpenRLHF reward: {name} must be a number, got {value!r}")
@@ -150,6 +162,11 @@ class RewardSettings:
             raise ValueError(f"mrgfast OpenRLHF reward: labeler must be one of {list(LABELER_NAMES)}, got {labeler!r}")
         self.threads, self.response_marker = threads, response_marker
         self.labeler, self.chexbert_checkpoint, self.bert_path = labeler, chexbert_checkpoint, bert_path
+        try:
+            check_sides(sides, side_weight, None if labeler in (None, "rust") else _Named(labeler))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"mrgfast OpenRLHF reward: {e}") from None
+        self.sides, self.side_weight = sides, float(side_weight)
 
     def resolved_labeler(self):
         """The labeler these settings name (CheXbert is loaded once per process and kept)."""
@@ -169,6 +186,13 @@ class RewardSettings:
         return 1 if n < ALL_CORES_MIN_BATCH else None
 
 
+class _Named:
+    """A labeler named in the settings, before it is loaded (for the MCCS+ check)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
 def settings_from_env() -> RewardSettings:
     """The settings named by the ``MRGFAST_*`` environment variables (unset ones keep defaults)."""
     values: dict[str, Any] = {}
@@ -179,6 +203,11 @@ def settings_from_env() -> RewardSettings:
             continue
         if key in _TEXT_SETTINGS:
             values[key] = raw.replace("\\n", "\n") if key == "response_marker" else raw  # \n: easier to pass
+            continue
+        if key == "sides":
+            if raw.strip().lower() not in (*_TRUE, *_FALSE):
+                raise ValueError(f"environment variable {name}={raw!r} is not a boolean (1/0, true/false)")
+            values[key] = raw.strip().lower() in _TRUE
             continue
         try:
             values[key] = int(raw) if key == "threads" else float(raw)
@@ -300,6 +329,8 @@ def score_queries(
         uncertain=s.uncertain,
         threads=s.threads_for(n),
         labeler=s.resolved_labeler(),
+        sides=s.sides,
+        side_weight=s.side_weight,
     )
     malformed = np.array([t is None for t in texts], dtype=np.float64)
     return {"total": s.mccs_weight * m + s.format_weight * f, "mccs": m, "format": f, "malformed": malformed}
@@ -382,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labeler", choices=LABELER_NAMES, default=None, help="rust (default) or chexbert")
     parser.add_argument("--chexbert-checkpoint", default=None, help="chexbert.pth (with --labeler chexbert)")
     parser.add_argument("--bert-path", default=None, help="local bert-base-uncased folder (with --labeler chexbert)")
+    parser.add_argument(
+        "--sides", action="store_true", help="MCCS+, the side-aware MCCS, in place of MCCS (the rule labeler)"
+    )
+    parser.add_argument(
+        "--side-weight", type=float, default=engine.DEFAULT_SIDE_WEIGHT, help="MCCS+'s side weight, in (0, 1)"
+    )
     args = parser.parse_args(argv)
     try:
         out = write_reward_file(
@@ -395,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             labeler=args.labeler,
             chexbert_checkpoint=args.chexbert_checkpoint,
             bert_path=args.bert_path,
+            sides=args.sides,
+            side_weight=args.side_weight,
         )
     except (TypeError, ValueError) as e:
         parser.error(str(e))

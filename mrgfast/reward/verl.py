@@ -14,7 +14,8 @@ verl loads a custom reward function from a file path, so point its config at thi
 
 The dataset's ``reward_model.ground_truth`` is the reference report; ``solution_str`` is the
 decoded response. Options go in ``custom_reward_function.reward_kwargs`` (``margin``,
-``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``; ``labeler="chexbert"``
+``uncertain``, ``mccs_weight``, ``format_weight``, ``threads``, ``details``; ``sides=true`` for MCCS+,
+the side-aware MCCS, with ``side_weight``; ``labeler="chexbert"``
 with ``chexbert_checkpoint`` and ``bert_path`` for the paper-exact CheXbert reward, loaded once per worker). With
 ``details=True`` each score is a dict ``{"score", "mccs", "format", "malformed"}`` and verl logs
 the extra keys; ``score[0]`` is the score too, which is what verl's ``prime`` manager reads. A
@@ -37,6 +38,7 @@ import numpy as np
 from mrgfast import engine
 from mrgfast.contracts import check_mccs_params
 from mrgfast.labelers import resolve_labeler
+from mrgfast.reward._common import check_sides
 from mrgfast.reward.clinical import mccs_of_reports
 from mrgfast.reward.combined import FORMAT_WEIGHT, MCCS_WEIGHT
 from mrgfast.reward.completions import completion_text
@@ -87,8 +89,15 @@ def _score_all(
     details: bool,
     what: str,
     labeler: dict[str, Any],
+    sides: bool = False,
+    side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
 ) -> list[Score]:
     check_mccs_params(margin, uncertain)
+    backend = _labeler(**labeler)
+    try:
+        check_sides(sides, side_weight, backend)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"mrgfast verl reward: reward_kwargs: {e}") from None
     n = len(solution_strs)
     if len(ground_truths) != n:
         raise ValueError(f"mrgfast verl reward: {n} solution_strs but {len(ground_truths)} ground_truths")
@@ -105,7 +114,9 @@ def _score_all(
         margin=margin,
         uncertain=uncertain,
         threads=threads,
-        labeler=_labeler(**labeler),
+        labeler=backend,
+        sides=sides,
+        side_weight=side_weight,
     )
     total = float(mccs_weight) * m + float(format_weight) * f
     if not details:
@@ -137,9 +148,12 @@ def compute_score(
     labeler: str | None = None,
     chexbert_checkpoint: str | None = None,
     bert_path: str | None = None,
+    sides: bool = False,
+    side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
     **kwargs: Any,
 ) -> Score:
-    """verl's single-sample reward: ``mccs_weight · MCCS + format_weight · format`` in [0, 1].
+    """verl's single-sample reward: ``mccs_weight · MCCS + format_weight · format`` in [0, 1]
+    (``sides=True``: MCCS+ in place of MCCS).
 
     ``threads`` defaults to 1: verl calls this once per sample (often from a process pool), so
     spreading one report over threads only adds overhead.
@@ -155,6 +169,8 @@ def compute_score(
         details=details,
         what="ground_truth",
         labeler={"labeler": labeler, "chexbert_checkpoint": chexbert_checkpoint, "bert_path": bert_path},
+        sides=sides,
+        side_weight=side_weight,
     )[0]
 
 
@@ -173,6 +189,8 @@ def compute_score_batch(
     labeler: str | None = None,
     chexbert_checkpoint: str | None = None,
     bert_path: str | None = None,
+    sides: bool = False,
+    side_weight: float = engine.DEFAULT_SIDE_WEIGHT,
     **kwargs: Any,
 ) -> list[Score]:
     """verl's batched reward (``reward_model.reward_manager=batch``): one score per response.
@@ -197,6 +215,8 @@ def compute_score_batch(
         details=details,
         what="ground_truths",
         labeler={"labeler": labeler, "chexbert_checkpoint": chexbert_checkpoint, "bert_path": bert_path},
+        sides=sides,
+        side_weight=side_weight,
     )
 
 

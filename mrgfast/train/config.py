@@ -26,7 +26,13 @@ from typing import Any
 
 import yaml
 
-from mrgfast.contracts import DEFAULT_MARGIN, DEFAULT_UNCERTAIN, check_mccs_params
+from mrgfast.contracts import (
+    DEFAULT_MARGIN,
+    DEFAULT_SIDE_WEIGHT,
+    DEFAULT_UNCERTAIN,
+    check_mccs_params,
+    check_side_weight,
+)
 
 STAGES = ("sft", "grpo")
 
@@ -115,6 +121,17 @@ class MrgConfig:
     mccs_margin: float = field(default=DEFAULT_MARGIN, metadata={"help": "MCCS margin m, in [0, 1)."})
     mccs_uncertain: float = field(
         default=DEFAULT_UNCERTAIN, metadata={"help": "Signed value of an uncertain finding, in [-1, 1]."}
+    )
+    mccs_sides: bool = field(
+        default=False,
+        metadata={
+            "help": "MCCS+ in place of the paper's MCCS: the side-aware MCCS (a finding on the wrong side scores "
+            "lower; equal to MCCS when no report states a side). Off: paper-exact."
+        },
+    )
+    mccs_side_weight: float = field(
+        default=DEFAULT_SIDE_WEIGHT,
+        metadata={"help": "MCCS+ side weight beta, in (0, 1): the share of a sided finding's weight put on its side."},
     )
     reward_threads: int | None = field(default=None, metadata={"help": "Labeler threads (None: all cores)."})
     # ---- speed levers (SPEED_LEVERS below; each is exact or within a stated tolerance of the plain path, and
@@ -537,6 +554,10 @@ def validate_mrg(m: MrgConfig) -> None:
         check_mccs_params(m.mccs_margin, m.mccs_uncertain)
     except ValueError as e:
         raise ConfigError(f"mccs_margin/mccs_uncertain: {e}") from None
+    try:
+        check_side_weight(m.mccs_side_weight)
+    except ValueError as e:
+        raise ConfigError(f"mccs_side_weight: {e}") from None
     for name in ("threads", "reward_threads"):
         try:
             check_threads(getattr(m, name), name)
@@ -661,7 +682,8 @@ def describe(cfg: RunConfig) -> str:
         f"train={m.train_split} eval={m.eval_split}",
         f"LoRA: r={m.lora_r} alpha={m.lora_alpha} dropout={m.lora_dropout} targets={m.lora_target_modules} "
         f"vision={m.lora_vision} (sft={'lora' if m.sft_use_lora else 'full'}, grpo={'lora' if m.grpo_use_lora else 'full'})",
-        f"reward: {m.mccs_weight}*MCCS(margin={m.mccs_margin}, uncertain={m.mccs_uncertain}) + "
+        f"reward: {m.mccs_weight}*{'MCCS+' if m.mccs_sides else 'MCCS'}(margin={m.mccs_margin}, "
+        f"uncertain={m.mccs_uncertain}{f', side_weight={m.mccs_side_weight}' if m.mccs_sides else ''}) + "
         f"{m.format_weight}*format",
         "speed levers: " + ", ".join(f"{name}={getattr(m, name)}" for name in SPEED_LEVERS),
     ]

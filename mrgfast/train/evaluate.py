@@ -58,6 +58,9 @@ def score(
         "ce_f1_macro": macro["f1"],
         "mccs_mean": r["mccs"]["mean"],
         "format_rate": r["format"]["rate"],
+        # side-aware, beside them (the rule labeler's sides; docs/ARCHITECTURE.md)
+        "mccs_plus_mean": r["mccs_plus"]["mean"],
+        "ce_f1_micro_sides": r["ce_sides"]["all"]["micro"]["f1"],
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PANELS = [
     ("reward", ["reward"], "total reward (0.75·MCCS + 0.25·format)"),
-    ("mccs", ["rewards/mccs_reward/mean", "rewards/MCCSReward/mean"], "MCCS reward"),
+    ("mccs", ["rewards/mccs_reward/mean", "rewards/mccs_plus_reward/mean", "rewards/MCCSReward/mean"], "MCCS reward"),
     ("format", ["rewards/format_reward/mean", "rewards/FormatReward/mean"], "format reward"),
     ("kl", ["kl"], "KL(policy ‖ reference)"),
 ]

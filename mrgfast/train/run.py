@@ -423,7 +423,13 @@ def build_rewards(cfg: RunConfig):
     m = cfg.mrg
     return [
         MCCSReward(
-            reference_column="report", margin=m.mccs_margin, uncertain=m.mccs_uncertain, threads=m.reward_threads
+            reference_column="report",
+            margin=m.mccs_margin,
+            uncertain=m.mccs_uncertain,
+            threads=m.reward_threads,
+            sides=m.mccs_sides,
+            side_weight=m.mccs_side_weight,
+            name="mccs_plus_reward" if m.mccs_sides else "mccs_reward",
         ),
         FormatReward(),
     ]

@@ -1,9 +1,34 @@
 //! MCCS: the margin-shaped cosine similarity of signed finding vectors (docs/ARCHITECTURE.md).
 
-use crate::observations::{Labels, NEGATIVE, N_OBS, POSITIVE, UNCERTAIN};
+use crate::observations::{
+    Labels, NEGATIVE, N_OBS, POSITIVE, SIDED, SIDE_BILATERAL, SIDE_LEFT, SIDE_RIGHT, UNCERTAIN,
+};
 
 /// Length of the signed vector: every observation but No Finding.
 pub const N_SIGNED: usize = N_OBS - 1;
+
+/// Number of observations with a side (`observations::SIDED`).
+pub const N_SIDED: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < N_OBS {
+        if SIDED[i] {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Length of MCCS+'s vector: the signed vector, then a left and a right dimension per sided
+/// observation.
+pub const N_PLUS: usize = N_SIGNED + 2 * N_SIDED;
+
+/// Default MCCS+ side weight β: the share of a sided finding's unit weight that moves onto its side
+/// dimensions when a side is stated. With β = 0.5 one finding's agreement is 1 for the same side,
+/// √0.5 ≈ 0.71 when only one report states a side, 0.85 for bilateral against one side, and 0.5
+/// for the wrong side.
+pub const DEFAULT_SIDE_WEIGHT: f64 = 0.5;
 
 /// Default margin. Cosine similarities of sparse ±1 finding vectors cluster high — a report that
 /// repeats the reference's negatives and misses its one positive finding still scores about 0.8 —
@@ -58,10 +83,11 @@ pub fn signed_vector(labels: &Labels, uncertain: f64) -> [f64; N_SIGNED] {
     v
 }
 
-/// Cosine similarity; 1 when both vectors are zero, 0 when exactly one is.
-pub fn ccs(g: &[f64; N_SIGNED], r: &[f64; N_SIGNED]) -> f64 {
+/// Cosine similarity; 1 when both vectors are zero, 0 when exactly one is. (Generic in the length so
+/// that MCCS's 13 and MCCS+'s `N_PLUS` dimensions both compile to fixed-length loops.)
+pub fn ccs<const N: usize>(g: &[f64; N], r: &[f64; N]) -> f64 {
     let (mut dot, mut gg, mut rr) = (0.0, 0.0, 0.0);
-    for i in 0..N_SIGNED {
+    for i in 0..N {
         dot += g[i] * r[i];
         gg += g[i] * g[i];
         rr += r[i] * r[i];
@@ -93,6 +119,73 @@ pub fn shape(ccs: f64, margin: f64) -> f64 {
 pub fn mccs_labels(generated: &Labels, reference: &Labels, p: &MccsParams) -> f64 {
     let g = signed_vector(generated, p.uncertain);
     let r = signed_vector(reference, p.uncertain);
+    shape(ccs(&g, &r), p.margin)
+}
+
+/// A checked MCCS+ side weight β: finite, 0 < β < 1 (β = 0 would be MCCS itself, β = 1 would give
+/// a finding stated with a side nothing in common with the same finding stated without one).
+pub fn check_side_weight(side_weight: f64) -> Result<f64, String> {
+    if side_weight.is_finite() && side_weight > 0.0 && side_weight < 1.0 {
+        Ok(side_weight)
+    } else {
+        Err(format!(
+            "side_weight must lie strictly between 0 and 1, got {side_weight}"
+        ))
+    }
+}
+
+/// MCCS+'s vector: the signed vector, with each sided observation whose code is positive or
+/// uncertain and whose side is stated split between its own dimension (× √(1 − β)) and its left
+/// and right dimensions (× √β on the stated side; × √(β/2) on each for bilateral). Each finding
+/// keeps unit weight; with no side stated the vector is the signed vector followed by zeros.
+pub fn plus_vector(
+    labels: &Labels,
+    sides: &[i8; N_OBS],
+    uncertain: f64,
+    side_weight: f64,
+) -> [f64; N_PLUS] {
+    let mut v = [0.0; N_PLUS];
+    let base = signed_vector(labels, uncertain);
+    v[..N_SIGNED].copy_from_slice(&base);
+    let (a, b) = ((1.0 - side_weight).sqrt(), side_weight.sqrt());
+    let mut k = 0usize;
+    for o in 1..N_OBS {
+        if !SIDED[o] {
+            continue;
+        }
+        let s = base[o - 1];
+        let present = matches!(labels[o], POSITIVE | UNCERTAIN);
+        let (l, r) = match sides[o] {
+            SIDE_LEFT => (b, 0.0),
+            SIDE_RIGHT => (0.0, b),
+            SIDE_BILATERAL => (
+                b * std::f64::consts::FRAC_1_SQRT_2,
+                b * std::f64::consts::FRAC_1_SQRT_2,
+            ),
+            _ => (0.0, 0.0),
+        };
+        if present && (l != 0.0 || r != 0.0) {
+            v[o - 1] = s * a;
+            v[N_SIGNED + 2 * k] = s * l;
+            v[N_SIGNED + 2 * k + 1] = s * r;
+        }
+        k += 1;
+    }
+    v
+}
+
+/// MCCS+ of a generated report against its reference: the same cosine, margin and shape as MCCS
+/// over `plus_vector`s. Equal to `mccs_labels` when neither report states a side.
+pub fn mccs_plus_labels(
+    generated: &Labels,
+    generated_sides: &[i8; N_OBS],
+    reference: &Labels,
+    reference_sides: &[i8; N_OBS],
+    p: &MccsParams,
+    side_weight: f64,
+) -> f64 {
+    let g = plus_vector(generated, generated_sides, p.uncertain, side_weight);
+    let r = plus_vector(reference, reference_sides, p.uncertain, side_weight);
     shape(ccs(&g, &r), p.margin)
 }
 
@@ -151,6 +244,50 @@ mod tests {
         assert!(MccsParams::new(f64::NAN, 1.0).is_err());
         assert!(MccsParams::new(0.5, 2.0).is_err());
         assert!(MccsParams::new(0.5, 0.5).is_ok());
+    }
+
+    #[test]
+    fn plus_equals_mccs_without_sides_and_orders_sides() {
+        let p = MccsParams::default();
+        let none = [0i8; N_OBS];
+        let eff = labels(&[(10, POSITIVE), (2, POSITIVE)]);
+        assert_eq!(
+            mccs_plus_labels(&eff, &none, &eff, &none, &p, 0.5),
+            mccs_labels(&eff, &eff, &p)
+        );
+        let side = |s: i8| {
+            let mut x = [0i8; N_OBS];
+            x[10] = s;
+            x
+        };
+        let m0 = MccsParams::new(0.0, 1.0).unwrap();
+        let same = mccs_plus_labels(&eff, &side(SIDE_LEFT), &eff, &side(SIDE_LEFT), &m0, 0.5);
+        let unstated = mccs_plus_labels(&eff, &none, &eff, &side(SIDE_LEFT), &m0, 0.5);
+        let both = mccs_plus_labels(
+            &eff,
+            &side(SIDE_BILATERAL),
+            &eff,
+            &side(SIDE_LEFT),
+            &m0,
+            0.5,
+        );
+        let wrong = mccs_plus_labels(&eff, &side(SIDE_RIGHT), &eff, &side(SIDE_LEFT), &m0, 0.5);
+        assert!((same - 1.0).abs() < 1e-12);
+        assert!(
+            same > both && both > unstated && unstated > wrong,
+            "{same} {both} {unstated} {wrong}"
+        );
+        // one finding of two with the wrong side: (1 + 0.5) / 2
+        assert!((wrong - 0.75).abs() < 1e-12);
+        // a side on an observation that has none (Cardiomegaly) is ignored
+        let mut card = [0i8; N_OBS];
+        card[2] = SIDE_LEFT;
+        assert_eq!(
+            mccs_plus_labels(&eff, &card, &eff, &none, &p, 0.5),
+            mccs_labels(&eff, &eff, &p)
+        );
+        assert!(check_side_weight(0.0).is_err() && check_side_weight(1.0).is_err());
+        assert!(check_side_weight(f64::NAN).is_err() && check_side_weight(0.3).is_ok());
     }
 
     fn code() -> impl Strategy<Value = i8> {

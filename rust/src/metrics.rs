@@ -45,10 +45,58 @@ pub struct CeReport {
     pub macro_: Prf,
 }
 
+/// Side codes per report (`observations::SIDE_*`), as `label_report_details` gives them.
+pub type Sides = [i8; crate::N_OBS];
+
 /// CE metrics of predicted vs reference labels over the given columns.
 pub fn ce_metrics(
     pred: &[Labels],
     refs: &[Labels],
+    columns: &[usize],
+    uncertain_positive: bool,
+) -> Result<CeReport, String> {
+    ce_metrics_with(pred, refs, None, columns, uncertain_positive)
+}
+
+/// Side-aware CE: as `ce_metrics`, but a positive on both sides counts as a true positive only
+/// when both reports state the same side or either states none; otherwise it is a false positive
+/// (the predicted finding is on the wrong side) and a false negative (the reference's is missed).
+pub fn ce_metrics_sided(
+    pred: &[Labels],
+    refs: &[Labels],
+    pred_sides: &[Sides],
+    ref_sides: &[Sides],
+    columns: &[usize],
+    uncertain_positive: bool,
+) -> Result<CeReport, String> {
+    if pred_sides.len() != pred.len() || ref_sides.len() != refs.len() {
+        return Err(format!(
+            "sides must have one row per report: {} and {} rows for {} and {} reports",
+            pred_sides.len(),
+            ref_sides.len(),
+            pred.len(),
+            refs.len()
+        ));
+    }
+    ce_metrics_with(
+        pred,
+        refs,
+        Some((pred_sides, ref_sides)),
+        columns,
+        uncertain_positive,
+    )
+}
+
+/// Two side codes agree: the same side, or at least one not stated.
+#[inline]
+pub fn sides_agree(a: i8, b: i8) -> bool {
+    a == 0 || b == 0 || a == b
+}
+
+fn ce_metrics_with(
+    pred: &[Labels],
+    refs: &[Labels],
+    sides: Option<(&[Sides], &[Sides])>,
     columns: &[usize],
     uncertain_positive: bool,
 ) -> Result<CeReport, String> {
@@ -73,12 +121,18 @@ pub fn ce_metrics(
     let (mut sp, mut sr, mut sf) = (0.0, 0.0, 0.0);
     for &col in columns {
         let mut c = Counts::default();
-        for (p, r) in pred.iter().zip(refs) {
+        for (i, (p, r)) in pred.iter().zip(refs).enumerate() {
             match (
                 is_positive(p[col], uncertain_positive),
                 is_positive(r[col], uncertain_positive),
             ) {
-                (true, true) => c.tp += 1,
+                (true, true) => match sides {
+                    Some((ps, rs)) if !sides_agree(ps[i][col], rs[i][col]) => {
+                        c.fp += 1;
+                        c.fn_ += 1;
+                    }
+                    _ => c.tp += 1,
+                },
                 (true, false) => c.fp += 1,
                 (false, true) => c.fn_ += 1,
                 (false, false) => c.tn += 1,
@@ -155,6 +209,41 @@ mod tests {
         // Uncertain-as-positive turns the pneumothorax miss into a hit.
         let rep = ce_metrics(&[a], &[b], &[9], true).unwrap();
         assert_eq!(rep.per_observation[0].1.tp, 1);
+    }
+
+    #[test]
+    fn side_aware_counts() {
+        use crate::observations::{SIDE_BILATERAL, SIDE_LEFT, SIDE_RIGHT};
+        let mut a = [BLANK; N_OBS];
+        a[10] = POSITIVE;
+        let rows = [a, a, a, a, a];
+        let side = |s: i8| {
+            let mut x = [0i8; N_OBS];
+            x[10] = s;
+            x
+        };
+        // same, unstated on one side, unstated on the other, wrong, bilateral vs left
+        let ps = [
+            side(SIDE_LEFT),
+            side(0),
+            side(SIDE_RIGHT),
+            side(SIDE_RIGHT),
+            side(SIDE_BILATERAL),
+        ];
+        let rs = [
+            side(SIDE_LEFT),
+            side(SIDE_LEFT),
+            side(0),
+            side(SIDE_LEFT),
+            side(SIDE_LEFT),
+        ];
+        let rep = ce_metrics_sided(&rows, &rows, &ps, &rs, &[10], false).unwrap();
+        let c = rep.per_observation[0].1;
+        assert_eq!((c.tp, c.fp, c.fn_, c.tn), (3, 2, 2, 0));
+        // without sides every pair is a hit
+        let plain = ce_metrics(&rows, &rows, &[10], false).unwrap();
+        assert_eq!(plain.per_observation[0].1.tp, 5);
+        assert!(ce_metrics_sided(&rows, &rows, &ps[..2], &rs, &[10], false).is_err());
     }
 
     #[test]

@@ -32,6 +32,30 @@ pub type Labels = [i8; N_OBS];
 pub const NO_FINDING: usize = 0;
 pub const SUPPORT_DEVICES: usize = 13;
 
+/// Side of a finding (the labeler's details): bits, so that left | right = bilateral.
+pub const SIDE_NONE: i8 = 0;
+pub const SIDE_LEFT: i8 = 1;
+pub const SIDE_RIGHT: i8 = 2;
+pub const SIDE_BILATERAL: i8 = 3;
+/// Name of each side code (index = code); "none" = not stated (or not reported).
+pub const SIDE_NAMES: [&str; 4] = ["none", "left", "right", "bilateral"];
+
+/// Degree of a finding (the labeler's details): an ordinal code, size words on the same scale
+/// (small = mild, large = severe).
+pub const DEGREE_NONE: i8 = 0;
+pub const DEGREE_MILD: i8 = 1;
+pub const DEGREE_MODERATE: i8 = 2;
+pub const DEGREE_SEVERE: i8 = 3;
+/// Name of each degree code (index = code); "none" = not stated (or not reported).
+pub const DEGREE_NAMES: [&str; 4] = ["none", "mild", "moderate", "severe"];
+
+/// The observations that have a side (the lung, the pleura, bones, devices): only they report
+/// one and only they get MCCS+'s side dimensions. No Finding, Enlarged Cardiomediastinum (a
+/// midline silhouette) and Cardiomegaly never do.
+pub const SIDED: [bool; N_OBS] = [
+    false, false, false, true, true, true, true, true, true, true, true, true, true, true,
+];
+
 /// The five observations of the CheXpert competition subset, as column indices.
 pub const COMPETITION_FIVE: [usize; 5] = [8, 2, 6, 5, 10];
 
@@ -72,6 +96,20 @@ mod tests {
         assert_eq!(aggregate(UNCERTAIN, POSITIVE), POSITIVE);
         assert_eq!(aggregate(POSITIVE, NEGATIVE), POSITIVE);
         assert_eq!(aggregate(UNCERTAIN, NEGATIVE), UNCERTAIN);
+    }
+
+    #[test]
+    fn side_codes_are_bits() {
+        assert_eq!(SIDE_LEFT | SIDE_RIGHT, SIDE_BILATERAL);
+        assert_eq!(SIDE_NAMES[SIDE_BILATERAL as usize], "bilateral");
+        assert_eq!(DEGREE_NAMES[DEGREE_SEVERE as usize], "severe");
+        let sided: Vec<&str> = (0..N_OBS)
+            .filter(|&i| SIDED[i])
+            .map(|i| OBSERVATIONS[i])
+            .collect();
+        assert_eq!(sided.first(), Some(&"Lung Opacity"));
+        assert_eq!(sided.len(), 11);
+        assert!(!SIDED[NO_FINDING] && SIDED[SUPPORT_DEVICES]);
     }
 
     #[test]

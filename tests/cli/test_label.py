@@ -182,3 +182,32 @@ def test_extract_report_option(tmp_path, cli):
     rows = list(csv.reader(io.StringIO(out)))[1:]
     assert [r[0] for r in rows] == texts
     assert [r[1:] for r in rows] == expected_codes([extract_report(t) for t in texts])
+
+
+def test_details_columns_and_objects(tmp_path, cli):
+    """--details: each finding's side and degree, as the API's records form gives them."""
+    texts = ["Small left pleural effusion.", "Cardiomegaly. Bibasilar atelectasis.", "No acute disease."]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    rc, _, err = cli("label", src, "-o", out, "--details")
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    records = mrgfast.label(texts, details=True, records=True)
+    assert [o["details"] for o in objs] == [r["details"] for r in records]
+    assert objs[0]["details"] == {"Pleural Effusion": {"side": "left", "degree": "mild"}}
+    assert objs[1]["details"]["Atelectasis"] == {"side": "bilateral", "degree": None}
+    csv_out = tmp_path / "out.csv"
+    rc, _, err = cli("label", src, "-o", csv_out, "--details")
+    assert rc == 0, err
+    rows = read_csv(csv_out)
+    header = rows[0]
+    assert header[: 1 + len(mrgfast.OBSERVATIONS)] == ["Reports", *mrgfast.OBSERVATIONS]
+    assert [r[1 : 1 + len(mrgfast.OBSERVATIONS)] for r in rows[1:]] == expected_codes(texts)  # codes unchanged
+    assert rows[1][header.index("Pleural Effusion side")] == "left"
+    assert rows[1][header.index("Pleural Effusion degree")] == "mild"
+    assert rows[2][header.index("Atelectasis side")] == "bilateral" and rows[3][header.index("Atelectasis side")] == ""
+    rc, _, err = cli(
+        "label", src, "--details", "--labeler", "chexbert", "--chexbert-checkpoint", "x", "--bert-path", "y"
+    )
+    assert rc == 2

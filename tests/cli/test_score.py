@@ -73,6 +73,52 @@ def test_score_by_id_matches_python_api(tmp_path, files, cli):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_score_reports_side_aware_ce_beside_the_usual_table(tmp_path, files, cli):
+    """The usual CE and MCCS are unchanged; side-aware CE and MCCS+ come beside them (rule labeler): pair d
+    has its effusion on the right against a bilateral reference, so side-aware CE counts it as a false
+    positive and a false negative."""
+    pred, ref = files
+    out_json = tmp_path / "s.json"
+    rc, out, err = cli("score", "--pred", pred, "--ref", ref, "--json", out_json, "--no-plot", "--side-weight", "0.4")
+    assert rc == 0, err
+    res = json.loads(out_json.read_text(encoding="utf-8"))
+    common = ["a", "b", "c", "d"]
+    g = [extract_report(PREDS[k]) for k in common]
+    r = [REFS[k] for k in common]
+    assert res["ce"]["all"] == json.loads(json.dumps(mrgfast.ce_metrics(g, r)))
+    assert res["mccs"]["mean"] == pytest.approx(float(np.mean(mrgfast.mccs(g, r))))
+    sided = mrgfast.ce_metrics(g, r, sides=True)
+    assert res["ce_sides"]["all"] == json.loads(json.dumps(sided))
+    assert res["ce_sides"]["five"] == json.loads(
+        json.dumps(mrgfast.ce_metrics(g, r, sides=True, subset="competition5"))
+    )
+    eff_plain, eff_side = (
+        res["ce"]["all"]["per_observation"]["Pleural Effusion"],
+        sided["per_observation"]["Pleural Effusion"],
+    )
+    assert eff_plain["tp"] == 1 and (eff_side["tp"], eff_side["fp"], eff_side["fn"]) == (
+        0,
+        eff_plain["fp"] + 1,
+        eff_plain["fn"] + 1,
+    )
+    plus = mrgfast.mccs(g, r, sides=True, side_weight=0.4)
+    assert res["mccs_plus"]["mean"] == pytest.approx(float(plus.mean()))
+    assert [s["mccs_plus"] for s in res["per_sample"]] == pytest.approx(plus.tolist())
+    assert res["params"]["side_weight"] == 0.4
+    assert "side-aware CE" in out and "MCCS+ (side-aware, side weight 0.4)" in out and "wrong side" in out
+    rc, _, err = cli("score", "--pred", pred, "--ref", ref, "--no-plot", "--side-weight", "1")
+    assert rc == 2 and "--side-weight" in err
+
+
+def test_side_aware_ce_needs_sides():
+    labels = mrgfast.label(["Left effusion."])
+    res = score_pairs(labels, labels)
+    assert res["ce_sides"] is None and res["mccs_plus"] is None and "label arrays" in res["sides_note"]
+    assert "side-aware CE: not computed" in format_table(res)
+    with pytest.raises(TypeError, match="holds no sides"):
+        mrgfast.ce_metrics(labels, labels, sides=True)
+
+
 def test_score_by_order_text_files_and_options(tmp_path, cli):
     keys = ["a", "b", "c", "d"]
     pred, ref = tmp_path / "p.txt", tmp_path / "r.txt"
@@ -102,7 +148,13 @@ def test_score_by_order_text_files_and_options(tmp_path, cli):
     r = [REFS[k] for k in keys]
     assert res["mccs"]["mean"] == pytest.approx(float(np.mean(mrgfast.mccs(g, r, margin=0.2, uncertain=0.0))))
     assert res["ce"]["all"] == json.loads(json.dumps(mrgfast.ce_metrics(g, r, uncertain_positive=True)))
-    assert res["params"] == {"margin": 0.2, "uncertain": 0.0, "uncertain_positive": True, "extract_report": False}
+    assert res["params"] == {
+        "margin": 0.2,
+        "uncertain": 0.0,
+        "uncertain_positive": True,
+        "extract_report": False,
+        "side_weight": 0.5,
+    }
     assert not (tmp_path / "mrgfast_score_f1.png").exists()
 
 

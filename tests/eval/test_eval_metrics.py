@@ -31,6 +31,9 @@ def test_ce_and_mccs_are_score_pairs_on_the_generated_texts():
     assert got["n"] == 4
     # a clinically meaningful value, not a constant: the first pair agrees on cardiomegaly
     assert got["ce"]["all"]["per_observation"]["Cardiomegaly"]["tp"] >= 1
+    # side-aware CE and MCCS+ beside them, from the same labelling
+    assert got["ce_sides"] == ref["ce_sides"] and got["mccs_plus"] == ref["mccs_plus"]
+    assert "side-aware CE" in format_eval_table(got)
 
 
 def test_format_compliance_counts_exact_think_report_completions():

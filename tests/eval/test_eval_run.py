@@ -120,6 +120,7 @@ def test_killed_process_resumes_and_ce_equals_mrgfast_score(tiny_assets, tmp_pat
     assert metrics["resumed"] == len(written) and metrics["generated_now"] == 12 - len(written)
     assert _ids(pred)[: len(written)] == written and len(set(_ids(pred))) == 12
     assert "format compliance" in stdout and "BLEU-4" in stdout and "micro (14)" in stdout
+    assert "side-aware CE" in stdout and "MCCS+" in stdout  # beside the usual table
     for key in ("bleu1", "bleu4", "rouge_l", "cider"):
         assert isinstance(metrics["nlg"][key], float)
     assert set(metrics["format"]) == {"rate", "compliant"}
@@ -143,6 +144,7 @@ def test_killed_process_resumes_and_ce_equals_mrgfast_score(tiny_assets, tmp_pat
     assert score["ce"] == metrics["ce"]
     assert score["mccs"] == metrics["mccs"]
     assert score["per_sample"] == metrics["per_sample"]
+    assert score["ce_sides"] == metrics["ce_sides"] and score["mccs_plus"] == metrics["mccs_plus"]
 
 
 def test_resume_with_other_settings_is_refused_with_the_differences(tiny_assets, tmp_path, cli):

@@ -11,6 +11,9 @@ GOOD_A = "<think>the heart is wide, no fluid</think><report>Mild cardiomegaly. N
 GOOD_B = "<think>fluid on the right</think><report>Right pleural effusion. No pneumothorax.</report>"
 WRONG_A = "<think>fluid</think><report>Right pleural effusion.</report>"
 NOTAGS = "Mild cardiomegaly."
+# the side switch (MCCS+): REF_B's effusion on the wrong side scores below GOOD_B under MCCS+, not under MCCS
+LEFT_B = "<think>fluid on the left</think><report>Left pleural effusion. No pneumothorax.</report>"
+UNSIDED_B = "<think>fluid</think><report>Pleural effusion. No pneumothorax.</report>"
 
 
 def expected_scores(completions, references, **options):

@@ -24,7 +24,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import GOOD_A, GOOD_B, NOTAGS, REF_A, REF_B, WRONG_A, expected_scores
+from conftest import GOOD_A, GOOD_B, LEFT_B, NOTAGS, REF_A, REF_B, UNSIDED_B, WRONG_A, expected_scores
 
 pytest.importorskip("openrlhf", reason="the integrations extra (pip install -e .[integrations])")
 pytest.importorskip("deepspeed")
@@ -327,6 +327,40 @@ def test_settings_in_the_reward_file(openrlhf, qwen_tokenizer, tmp_path, monkeyp
     with pytest.raises(SystemExit):
         mrg_openrlhf.main([str(tmp_path / "x.py"), "--margin", "2"])
     assert not (tmp_path / "x.py").exists()
+
+
+SIDED_RESPONSES = [GOOD_B, LEFT_B, UNSIDED_B, GOOD_A]
+SIDED_REFERENCES = [REF_B, REF_B, REF_B, REF_A]
+
+
+def test_mccs_plus_switch_in_the_reward_file(openrlhf, qwen_tokenizer, tmp_path):
+    """``--sides`` bound in a written reward file: OpenRLHF's executor scores with MCCS+."""
+    path = tmp_path / "reward_plus.py"
+    assert mrg_openrlhf.main([str(path), "--sides", "--side-weight", "0.5"]) == 0
+    assert 'sides\\": true' in path.read_text()  # JSON inside a Python string literal
+    executor = openrlhf.Executor(remote_rm_url=[str(path)])
+    responses = [r + "<|im_end|>" for r in SIDED_RESPONSES]
+    _, _, experiences = rollout(openrlhf, executor, qwen_tokenizer, chat_rows(SIDED_REFERENCES), responses)
+    got = [float(e.rewards.flatten()[0]) for e in experiences]
+    assert got == pytest.approx(expected_scores(SIDED_RESPONSES, SIDED_REFERENCES, sides=True), abs=1e-6)
+    assert got != pytest.approx(expected_scores(SIDED_RESPONSES, SIDED_REFERENCES), abs=1e-6)
+    assert got[1] < got[2] < got[0]
+    with pytest.raises(SystemExit):
+        mrg_openrlhf.main([str(tmp_path / "bad.py"), "--sides", "--side-weight", "0"])
+    assert not (tmp_path / "bad.py").exists()
+
+
+def test_mccs_plus_switch_from_the_environment(openrlhf, qwen_tokenizer, monkeypatch):
+    """``MRGFAST_SIDES=1`` configures the package's own reward file."""
+    monkeypatch.setenv("MRGFAST_SIDES", "1")
+    executor = openrlhf.Executor(remote_rm_url=[MRG])
+    responses = [r + "<|im_end|>" for r in SIDED_RESPONSES]
+    _, _, experiences = rollout(openrlhf, executor, qwen_tokenizer, chat_rows(SIDED_REFERENCES), responses)
+    got = [float(e.rewards.flatten()[0]) for e in experiences]
+    assert got == pytest.approx(expected_scores(SIDED_RESPONSES, SIDED_REFERENCES, sides=True), abs=1e-6)
+    monkeypatch.setenv("MRGFAST_SIDES", "perhaps")
+    with pytest.raises(ValueError, match="MRGFAST_SIDES='perhaps' is not a boolean"):
+        mrg_openrlhf.settings_from_env()
 
 
 def test_readme_has_this_command():

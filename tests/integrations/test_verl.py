@@ -18,13 +18,15 @@ import pytest
 verl = pytest.importorskip("verl", reason="the integrations extra (pip install -e .[integrations])")
 pytest.importorskip("hydra")
 import torch
-from conftest import GOOD_A, GOOD_B, NOTAGS, REF_A, REF_B, WRONG_A, expected_scores
+from conftest import GOOD_A, GOOD_B, LEFT_B, NOTAGS, REF_A, REF_B, UNSIDED_B, WRONG_A, expected_scores
 from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer
 from verl import DataProto
 from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
 
+import mrgfast
 import mrgfast.reward.verl as mrg_verl
+from mrgfast.reward import extract_report
 
 CONFIG_DIR = str(Path(verl.__file__).parent / "trainer" / "config")
 MRG = mrg_verl.__file__
@@ -132,6 +134,59 @@ def test_reward_loop_dapo_manager_with_details(tokenizer_dir, tokenizer):
     got = [o["reward_score"] for o in outputs]
     assert got == pytest.approx(expected_scores(RESPONSES, REFERENCES), abs=1e-6)
     assert [o["reward_extra_info"]["format"] for o in outputs] == [1.0, 1.0, 0.0, 1.0]
+
+
+SIDED_RESPONSES = [GOOD_B, LEFT_B, UNSIDED_B, GOOD_A]
+SIDED_REFERENCES = [REF_B, REF_B, REF_B, REF_A]
+SIDES_OPTION = "+reward.custom_reward_function.reward_kwargs.sides=true"
+
+
+def test_reward_loop_with_the_mccs_plus_switch(tokenizer_dir, tokenizer):
+    """``reward_kwargs.sides=true`` through verl's Hydra config and reward loop: MCCS+ in the reward."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    cfg = verl_config(
+        [*README_OVERRIDES, SIDES_OPTION, "+reward.custom_reward_function.reward_kwargs.details=true"], tokenizer_dir
+    )
+    assert cfg.reward.custom_reward_function.reward_kwargs.sides is True
+    worker = RewardLoopWorker(cfg)
+    data = rollout_batch(tokenizer, SIDED_RESPONSES, SIDED_REFERENCES)
+    outputs = worker.loop.run_until_complete(worker.compute_score_batch(data))
+    got = [o["reward_score"] for o in outputs]
+    want = expected_scores(SIDED_RESPONSES, SIDED_REFERENCES, sides=True)
+    assert got == pytest.approx(want, abs=1e-6)
+    assert got != pytest.approx(expected_scores(SIDED_RESPONSES, SIDED_REFERENCES), abs=1e-6)
+    assert got[0] == pytest.approx(1.0) and got[1] < got[2] < got[0]  # wrong side < no side < same side
+    mccs = [o["reward_extra_info"]["mccs"] for o in outputs]
+    assert mccs == pytest.approx(
+        list(mrgfast.mccs([extract_report(r) for r in SIDED_RESPONSES], SIDED_REFERENCES, sides=True)), abs=1e-9
+    )
+
+
+@pytest.mark.parametrize("manager", ["naive", "batch"])
+def test_legacy_managers_with_the_mccs_plus_switch(manager, tokenizer_dir, tokenizer):
+    from verl.workers.reward_manager import get_reward_manager_cls
+
+    name = "compute_score_batch" if manager == "batch" else "compute_score"
+    cfg = verl_config(
+        [f"reward.custom_reward_function.path={MRG}", f"reward.custom_reward_function.name={name}", SIDES_OPTION],
+        tokenizer_dir,
+    )
+    rm = get_reward_manager_cls(manager)(
+        tokenizer=tokenizer, num_examine=0, compute_score=get_custom_reward_fn(cfg), reward_fn_key="data_source"
+    )
+    data = rollout_batch(tokenizer, SIDED_RESPONSES, SIDED_REFERENCES)
+    got = last_token_scores(rm(data, return_dict=True)["reward_tensor"], data)
+    assert got == pytest.approx(expected_scores(SIDED_RESPONSES, SIDED_REFERENCES, sides=True), abs=1e-6), manager
+
+
+def test_a_bad_sides_value_names_reward_kwargs(tokenizer_dir):
+    cfg = verl_config([*README_OVERRIDES, "+reward.custom_reward_function.reward_kwargs.sides=maybe"], tokenizer_dir)
+    fn = get_custom_reward_fn(cfg)
+    with pytest.raises(TypeError, match="reward_kwargs: sides must be True or False"):
+        fn(data_source="x", solution_str=GOOD_B, ground_truth=REF_B)
+    with pytest.raises(ValueError, match="side_weight"):
+        mrg_verl.compute_score("x", GOOD_B, REF_B, sides=True, side_weight=1.5)
 
 
 def test_reward_loop_refuses_the_batch_manager(tokenizer_dir):

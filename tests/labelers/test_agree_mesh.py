@@ -93,3 +93,55 @@ def test_script_end_to_end(tmp_path, agree_mesh):
     bad.write_text("uid,text\n1,x\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="columns"):
         agree_mesh.main(["--mesh", str(bad)])
+
+
+@pytest.mark.parametrize(
+    ("term", "want"),
+    [
+        ("Pleural Effusion/left/small", (1, 1)),
+        ("Opacity/lung/base/right/mild", (2, 1)),
+        ("Airspace Disease/lung/bilateral/patchy", (3, 0)),
+        ("Cardiomegaly/moderate", (0, 2)),
+        ("Pleural Effusion/left/large", (1, 3)),
+        ("Cardiomegaly/severe", (0, 3)),
+        ("Cardiomegaly/borderline", (0, 0)),
+        ("Opacity/lung/lingula", (0, 0)),
+    ],
+)
+def test_detail_mapping(agree_mesh, term, want):
+    assert agree_mesh.mesh_details(term) == want
+
+
+def test_side_and_degree_agreement_on_a_hand_made_csv(tmp_path, agree_mesh):
+    src = tmp_path / "mesh.csv"
+    rows = [
+        # left + right terms of one observation: bilateral; the labeler reads both sentences: bilateral
+        (
+            "1",
+            "Pleural Effusion/left/small;Pleural Effusion/right/moderate",
+            "Small left and moderate right effusions.",
+            "",
+        ),
+        ("2", "Pulmonary Atelectasis/base/left", "Right basilar atelectasis.", ""),  # wrong side
+        ("3", "Opacity/lung/base/right", "Opacity at the base.", ""),  # not stated by the labeler
+        ("4", "Cardiomegaly/mild", "Mild cardiomegaly.", ""),
+        ("5", "Pneumothorax/right/large", "No pneumothorax.", ""),  # the labeler does not find it: left out
+    ]
+    with src.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"])
+        for uid, mesh, findings, impression in rows:
+            w.writerow([uid, mesh, "", "", "", "", findings, impression])
+    out = tmp_path / "m.json"
+    assert agree_mesh.main(["--mesh", str(src), "--json", str(out)]) == 0
+    det = json.loads(out.read_text())["details"]
+    side = det["side"]["per_observation"]
+    eff = side["Pleural Effusion"]
+    assert (eff["n"], eff["correct"], eff["sided_terms"]) == (1, 1, 2)
+    assert (side["Atelectasis"]["n"], side["Atelectasis"]["wrong"]) == (1, 1)
+    assert (side["Lung Opacity"]["n"], side["Lung Opacity"]["not_stated"]) == (1, 1)
+    assert side["Pneumothorax"]["n"] == 0 and side["Pneumothorax"]["sided_terms"] == 1
+    assert det["side"]["accuracy"] == pytest.approx(1 / 3)
+    deg = det["degree"]["per_observation"]
+    assert deg["Pleural Effusion"]["agree"] == 1 and deg["Cardiomegaly"]["agree"] == 1
+    assert det["degree"]["agreement"] == pytest.approx(1.0)

@@ -51,3 +51,41 @@ def test_cli_explain(capsys):
     out = capsys.readouterr().out
     assert "Cardiomegaly: 0 (negative)" in out and "normal modifier" in out
     assert "Support Devices: 1 (positive)" in out and "No Finding: 1" in out
+
+
+def test_explain_shows_each_details_trigger(capsys):
+    """Each side and degree with the words that state them and their rules.txt lines; a side taken from
+    the finding before it is named as such."""
+    r = explain("Small left pleural effusion. Mild right basilar opacity, likely atelectasis.")
+    eff = r["observations"]["Pleural Effusion"]
+    assert (eff["side"], eff["degree"]) == ("left", "mild")
+    call = eff["calls"][0]
+    assert [w["text"] for w in call["side_words"]] == ["left"] and [w["text"] for w in call["degree_words"]] == [
+        "small"
+    ]
+    for w in call["side_words"] + call["degree_words"]:
+        line = int(w["rule"].split("rules.txt:")[1].split()[0])
+        assert RULE_LINES[line - 1].strip() == w["phrase"], w  # the cited line is the detail word itself
+    atel = r["observations"]["Atelectasis"]["calls"][0]
+    assert atel["side"] == "right" and atel["side_from"] == {"text": "opacity", "value": "right"}
+    assert main(["label", "--explain", "Small left pleural effusion."]) == 0
+    out = capsys.readouterr().out
+    assert "Pleural Effusion: 1 (positive), side left, degree mild" in out
+    assert 'side: left ("left" rules.txt:' in out and 'degree: mild ("small" rules.txt:' in out
+
+
+def test_explain_details_agree_with_engine_on_every_case():
+    """The engine's side and degree per observation are those of the calls with the report-level code."""
+    for case in CASES:
+        r = explain(case["text"])
+        for obs, entry in r["observations"].items():
+            if obs == "No Finding" or entry["code"] not in (1, -1):
+                assert entry["side"] is None and entry["degree"] is None, (case["id"], obs)
+                continue
+            decisive = [c for c in entry["calls"] if c["code"] == entry["code"]]
+            sides = {c["side"] for c in decisive} - {None}
+            degrees = {c["degree"] for c in decisive} - {None}
+            want_side = None if not sides else ("bilateral" if len(sides) > 1 or "bilateral" in sides else sides.pop())
+            order = [None, "mild", "moderate", "severe"]
+            want_degree = max(degrees, key=order.index) if degrees else None
+            assert (entry["side"], entry["degree"]) == (want_side, want_degree), (case["id"], obs, entry)

@@ -227,3 +227,57 @@ def test_reward_objects_pickle_and_deepcopy():
             )
     # the plain functions pickle by reference
     assert pickle.loads(pickle.dumps(mccs_reward)) is mccs_reward
+
+
+# ----------------------------------------------------------------------------------------- MCCS+ (sides)
+SIDED_REFS = ["Small left pleural effusion.", "Right lower lobe pneumonia.", "Cardiomegaly."]
+SIDED_COMPLETIONS = [
+    "<think>fluid</think><report>Small right pleural effusion.</report>",  # wrong side
+    "<think>x</think><report>Pneumonia in the right lower lobe.</report>",  # same side
+    "<think>x</think><report>Cardiomegaly.</report>",  # nothing sided
+    "<think>x</think><report>Pleural effusion.</report>",  # side not stated
+]
+
+
+def test_sides_switch_scores_mccs_plus():
+    """MCCSReward / MRGReward / the _plus functions with sides=True equal mrgfast.mccs(..., sides=True) on the
+    extracted reports; each distinct reference is still labelled once (with details)."""
+    from mrgfast.reward import MRGReward, mccs_plus_reward, mrg_plus_reward
+
+    refs = [SIDED_REFS[0], SIDED_REFS[1], SIDED_REFS[2], SIDED_REFS[0]]
+    reports = [mrgfast.reward.extract_report(c) for c in SIDED_COMPLETIONS]
+    want = mrgfast.mccs(reports, refs, sides=True, side_weight=0.3)
+    got = MCCSReward(sides=True, side_weight=0.3)(completions=SIDED_COMPLETIONS, report=refs)
+    np.testing.assert_array_equal(got, want)
+    assert got[0] < got[3] < got[1] == 1.0 and got[2] == 1.0
+    np.testing.assert_array_equal(
+        mccs_plus_reward(completions=SIDED_COMPLETIONS, report=refs), mrgfast.mccs(reports, refs, sides=True)
+    )
+    np.testing.assert_allclose(
+        mrg_plus_reward(completions=SIDED_COMPLETIONS, report=refs),
+        0.75 * mrgfast.mccs(reports, refs, sides=True) + 0.25,
+        rtol=0,
+        atol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        MRGReward(sides=True).parts(SIDED_COMPLETIONS, refs)[0], mrgfast.mccs(reports, refs, sides=True)
+    )
+    # the default is the paper's MCCS, blind to sides
+    assert MCCSReward()(completions=SIDED_COMPLETIONS, report=refs) == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_sides_switch_is_checked_at_construction():
+    with pytest.raises(TypeError, match="sides must be True or False"):
+        MCCSReward(sides="yes")
+    with pytest.raises(ValueError, match="side_weight"):
+        MCCSReward(sides=True, side_weight=0.0)
+
+    class Other:
+        name = "chexbert"
+
+        def label(self, reports, *, threads=None):
+            return np.zeros((len(reports), 14), np.int8)
+
+    with pytest.raises(ValueError, match="needs the rule labeler's sides"):
+        MCCSReward(sides=True, labeler=Other())
+    assert "sides=True" in repr(MCCSReward(sides=True))

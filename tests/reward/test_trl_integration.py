@@ -223,3 +223,55 @@ def test_grpo_trainer_trains_with_mrgfast_rewards(tmp_path, conversational):
         seen_format.update(want_fmt)
     # the chain policy writes well- and ill-formatted completions: the rewards carried signal
     assert seen_format == {0.0, 1.0}
+
+
+def test_grpo_trainer_logs_mccs_plus_rewards(tmp_path):
+    """The MCCS+ switch through TRL: a real GRPOTrainer run with MCCSReward(sides=True) and mrg_plus_reward
+    logs, per completion, exactly mrgfast.mccs(..., sides=True) (and 0.75 of it + 0.25 format); the
+    references put the chain policy's right-sided effusion on the left for some prompts, so MCCS+ and MCCS
+    differ there and the test would see a switch that does not reach the reward."""
+    from trl import GRPOTrainer
+
+    from mrgfast.reward import mrg_plus_reward
+
+    refs = [
+        "Cardiomegaly. Small left pleural effusion.",
+        "Mild cardiomegaly. Small right pleural effusion.",
+        "Cardiomegaly. Bilateral pleural effusions.",
+        "Cardiomegaly. Pleural effusion.",
+    ]
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer)
+    ref_of = dict(zip(PROMPTS, refs))
+    dataset = datasets.Dataset.from_dict({"prompt": PROMPTS, "report": refs})
+    plus = MCCSReward(reference_column="report", sides=True, name="mccs_plus")
+    args = grpo_args(tmp_path, temperature=1.0, reward_weights=[1.0, 0.0], max_steps=3)
+    recorder = Recorder()
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[plus, mrg_plus_reward],
+        args=args,
+        train_dataset=dataset,
+        callbacks=[recorder],
+    )
+    recorder.trainer = trainer
+    trainer.train()
+    assert trainer.reward_func_names == ["mccs_plus", "mrg_plus_reward"]
+    log_means = [h for h in trainer.state.log_history if "rewards/mccs_plus/mean" in h]
+    assert len(log_means) == len(recorder.steps) == 3
+    differs = False
+    for step, logged in zip(recorder.steps, log_means):
+        texts = [_text(c) for c in step["completion"]]
+        reports = [extract_report(c) for c in texts]
+        step_refs = [ref_of[_text(p)] for p in step["prompt"]]
+        want = mrgfast.mccs(reports, step_refs, sides=True)
+        # TRL keeps the rewards as float32: equal to mrgfast's float64 scores rounded to float32
+        logged_plus = np.asarray(step["rewards"]["mccs_plus"], dtype=np.float32)
+        assert np.array_equal(logged_plus, want.astype(np.float32)), (logged_plus, want)
+        fmt = np.array([format_score(c) for c in texts])
+        total = (0.75 * want + 0.25 * fmt).astype(np.float32)
+        assert np.array_equal(np.asarray(step["rewards"]["mrg_plus_reward"], dtype=np.float32), total)
+        assert math.isclose(logged["rewards/mccs_plus/mean"], float(want.mean()), rel_tol=1e-5, abs_tol=1e-6)
+        differs |= bool((want != mrgfast.mccs(reports, step_refs)).any())
+    assert differs, "no completion where MCCS+ and MCCS differ: the run did not exercise the switch"

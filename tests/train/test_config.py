@@ -106,3 +106,20 @@ def test_vllm_generation_is_checked_before_any_stage(monkeypatch):
     assert build_config("tiny", None, {"grpo": {"use_vllm": "true", "vllm_mode": "server"}}).grpo.use_vllm
     with pytest.raises(ConfigError, match="vllm_gpu_memory_utilization must be in"):
         build_config("tiny", None, {"grpo": {"use_vllm": "true", "vllm_gpu_memory_utilization": "1.5"}})
+
+
+def test_the_mccs_plus_switch_is_a_checked_setting(capsys):
+    """``mccs_sides`` (MrgConfig) switches the GRPO reward to MCCS+; its weight is checked before any stage."""
+    from mrgfast.train.run import build_rewards
+
+    assert cli(["train", "--preset", "tiny", "--dry-run", "--mccs_sides", "true"]) == 0
+    assert "0.75*MCCS+(margin=0.5, uncertain=1.0, side_weight=0.5)" in capsys.readouterr().out
+    cfg = build_config("tiny", None, {"mccs_sides": "true", "mccs_side_weight": "0.3"})
+    clinical = build_rewards(cfg)[0]
+    assert clinical.sides is True and clinical.side_weight == 0.3 and clinical.__name__ == "mccs_plus_reward"
+    plain = build_rewards(build_config("tiny"))[0]
+    assert plain.sides is False and plain.__name__ == "mccs_reward"  # the paper-exact default
+    with pytest.raises(ConfigError, match="mccs_side_weight: side_weight must lie strictly between 0 and 1"):
+        build_config("tiny", None, {"mccs_sides": "true", "mccs_side_weight": "1.5"})
+    with pytest.raises(ConfigError, match="'mccs_sides': expected a boolean"):
+        build_config("tiny", None, {"mccs_sides": "sometimes"})

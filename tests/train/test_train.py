@@ -24,6 +24,7 @@ def test_sft_then_grpo_end_to_end(tmp_path, synth_dir, tiny_model_dir, capsys, s
     for tag in ("sft", "grpo"):
         ev = state["evals"][tag]
         assert ev["n"] == 4 and 0.0 <= ev["mccs_mean"] <= 1.0 and 0.0 <= ev["ce_f1_micro"] <= 1.0
+        assert 0.0 <= ev["mccs_plus_mean"] <= 1.0 and ev["ce_f1_micro_sides"] <= ev["ce_f1_micro"]
         assert len(_read_jsonl(out / "eval" / f"predictions_{tag}.jsonl")) == 4
     rows = _read_jsonl(out / "metrics.jsonl")
     grpo = [r for r in rows if r["stage"] == "grpo" and "reward" in r]
@@ -243,3 +244,38 @@ def test_fused_loss_switch_matches_trl(tmp_path, synth_dir, tiny_model_dir, monk
     torch.testing.assert_close(fused_loss, ref_loss, rtol=1e-4, atol=1e-6)
     for a, b in zip(fused_grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_grpo_with_the_mccs_plus_switch(tmp_path, synth_dir, tiny_model_dir, monkeypatch, small):
+    """``mrgfast train --mccs_sides true``: TRL's GRPOTrainer (MrgGRPOTrainer) calls the MCCS+ reward; every
+    call returns mrgfast.mccs(..., sides=True) of the completions' reports, and the mean TRL logs per step is
+    that of the call's scores."""
+    import numpy as np
+
+    import mrgfast
+    import mrgfast.train.run as runmod
+    from mrgfast.reward import extract_report
+
+    calls = []
+
+    class Recording:
+        def __init__(self, reward):
+            self.reward, self.__name__ = reward, reward.__name__
+
+        def __call__(self, prompts=None, completions=None, completion_ids=None, **columns):
+            out = self.reward(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+            calls.append(([c if isinstance(c, str) else c[-1]["content"] for c in completions], columns["report"], out))
+            return out
+
+    orig = runmod.build_rewards
+    monkeypatch.setattr(runmod, "build_rewards", lambda cfg: [Recording(orig(cfg)[0]), *orig(cfg)[1:]])
+    overrides = small(
+        tmp_path, synth_dir, tiny_model_dir, stages="grpo", evaluate="false", plot="false", mccs_sides="true"
+    )
+    assert run(build_config("tiny", None, overrides)) == 0
+    assert len(calls) == 2
+    rows = [r for r in _read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["stage"] == "grpo" and "reward" in r]
+    for (texts, refs, got), row in zip(calls, rows):
+        want = mrgfast.mccs([extract_report(t) for t in texts], list(refs), sides=True)
+        assert np.array_equal(np.asarray(got), want)
+        assert row["rewards/mccs_plus_reward/mean"] == pytest.approx(float(want.mean()), rel=1e-5, abs=1e-6)

@@ -12,17 +12,22 @@
 //!    uncertain or positive by the triggers whose windows cover it; descriptors ("heart size",
 //!    "lungs") take the code of their modifier ("enlarged", "normal", "clear", "stable");
 //! 4. report level: positive > uncertain > negative > blank, then the No Finding rule.
+//!
+//! With details (`label_report_details`), step 3 also reads each present reading's side and
+//! degree (`details`), and step 4 keeps those of the mentions that decide each code.
 
 pub mod automaton;
+pub mod details;
 pub mod rules;
 pub mod scope;
 pub mod sentences;
 
 use crate::observations::{
-    aggregate, Labels, BLANK, NEGATIVE, NO_FINDING, N_OBS, POSITIVE, SUPPORT_DEVICES, UNCERTAIN,
+    aggregate, priority, Labels, BLANK, DEGREE_NONE, NEGATIVE, NO_FINDING, N_OBS, POSITIVE, SIDED,
+    SIDE_NONE, SUPPORT_DEVICES, UNCERTAIN,
 };
 use rules::{rules, Rules, Target, HEADER_NONE, HEADER_SKIP, NONE};
-use scope::{code_at, desc_code, Unit};
+use scope::{code_at, desc_code, desc_code_mods, Mods, Unit};
 use sentences::{tokenize, Tokens, BREAK, PARA, WORD};
 use std::cell::RefCell;
 
@@ -39,27 +44,73 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+/// One report's codes with the side and degree of each observation (`observations::SIDE_*`,
+/// `DEGREE_*`; both 0 unless the code is positive or uncertain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Details {
+    pub labels: Labels,
+    pub sides: [i8; N_OBS],
+    pub degrees: [i8; N_OBS],
+}
+
+impl Default for Details {
+    fn default() -> Self {
+        Details {
+            labels: [BLANK; N_OBS],
+            sides: [SIDE_NONE; N_OBS],
+            degrees: [DEGREE_NONE; N_OBS],
+        }
+    }
+}
+
 /// Label one report: one code per observation, report-level aggregation applied.
 pub fn label_report(text: &str) -> Labels {
-    let mut labels = [BLANK; N_OBS];
+    label_with::<false>(text).labels
+}
+
+/// Label one report with the details (side and degree) of each finding.
+pub fn label_report_details(text: &str) -> Details {
+    label_with::<true>(text)
+}
+
+fn label_with<const D: bool>(text: &str) -> Details {
+    let mut out = Details::default();
     if text.chars().all(char::is_whitespace) {
-        return labels;
+        return out;
     }
     let r = rules();
     SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => label_into(r, text, &mut s, &mut labels),
+        Ok(mut s) => label_into::<D>(r, text, &mut s, &mut out),
         // re-entrant call on this thread (cannot happen today): use fresh buffers
-        Err(_) => label_into(r, text, &mut Scratch::default(), &mut labels),
+        Err(_) => label_into::<D>(r, text, &mut Scratch::default(), &mut out),
     });
+    let labels = &mut out.labels;
     let finding =
         (1..N_OBS).any(|i| i != SUPPORT_DEVICES && matches!(labels[i], POSITIVE | UNCERTAIN));
     if !finding {
         labels[NO_FINDING] = POSITIVE;
     }
-    labels
+    if D {
+        for i in 0..N_OBS {
+            if !matches!(out.labels[i], POSITIVE | UNCERTAIN) {
+                out.sides[i] = SIDE_NONE;
+                out.degrees[i] = DEGREE_NONE;
+            }
+        }
+    }
+    out
 }
 
-fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
+#[inline]
+fn flush<const D: bool>(r: &Rules, units: &[Unit], out: &mut Details) {
+    if D {
+        sentence_details(r, units, out);
+    } else {
+        sentence(r, units, &mut out.labels);
+    }
+}
+
+fn label_into<const D: bool>(r: &Rules, text: &str, s: &mut Scratch, out: &mut Details) {
     let Scratch { tokens, units } = s;
     tokenize(text, r, tokens);
     units.clear();
@@ -74,7 +125,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
                 ti += e.tokens.len();
                 if e.header != HEADER_NONE {
                     if !units.is_empty() && !drop {
-                        sentence(r, units, labels);
+                        flush::<D>(r, units, out);
                     }
                     units.clear();
                     drop = e.header == HEADER_SKIP;
@@ -87,7 +138,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
         match toks[ti].kind {
             BREAK | PARA => {
                 if !units.is_empty() && !drop {
-                    sentence(r, units, labels);
+                    flush::<D>(r, units, out);
                 }
                 units.clear();
                 drop = false;
@@ -98,7 +149,7 @@ fn label_into(r: &Rules, text: &str, s: &mut Scratch, labels: &mut Labels) {
         ti += 1;
     }
     if !units.is_empty() && !drop {
-        sentence(r, units, labels);
+        flush::<D>(r, units, out);
     }
 }
 
@@ -192,6 +243,85 @@ fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
         if e.is_desc() {
             if let Some(c) = desc_code(r, units, p, e.desc_group) {
                 apply(labels, &e.desc_targets, c);
+            }
+        }
+    }
+}
+
+/// `apply`, keeping the details of the mentions that decide each report-level code: a reading of
+/// higher priority replaces them, one of equal priority adds its sides and degree.
+#[inline]
+fn apply_details(out: &mut Details, targets: &[Target], code: i8, side: i8, degree: i8) {
+    for t in targets {
+        let mut c = code;
+        if t.p && c == NEGATIVE {
+            continue;
+        }
+        if t.u && c == POSITIVE {
+            c = UNCERTAIN;
+        }
+        let o = t.obs as usize;
+        let old = out.labels[o];
+        let s = if SIDED[o] { side } else { SIDE_NONE };
+        if priority(c) > priority(old) {
+            out.labels[o] = c;
+            out.sides[o] = s;
+            out.degrees[o] = degree;
+        } else if c == old {
+            out.sides[o] |= s;
+            out.degrees[o] = out.degrees[o].max(degree);
+        }
+    }
+}
+
+/// `sentence` with details: each present reading's side and degree; a mention that states no side
+/// (or degree) may take the previous finding's (`details::inherits`).
+fn sentence_details(r: &Rules, units: &[Unit], out: &mut Details) {
+    let any_trigger = units
+        .iter()
+        .any(|u| matches!(u, Unit::Entry(id) if r.info[*id as usize].triggers != 0));
+    // the last mention of a sided finding coded present: (position, side, degree)
+    let mut prev: Option<(usize, i8, i8)> = None;
+    for (p, &u) in units.iter().enumerate() {
+        let Unit::Entry(id) = u else { continue };
+        let e = &r.entries[id as usize];
+        if !e.mentions.is_empty() {
+            let code = if any_trigger {
+                code_at(r, units, p)
+            } else {
+                POSITIVE
+            };
+            if code != NEGATIVE {
+                let (mut side, mut degree) = details::details_of(r, units, &[p], &[]);
+                if let Some((q0, ps, pd)) = prev {
+                    let (take_side, take_degree) = details::inherits(r, units, q0, p);
+                    if take_side && side == SIDE_NONE {
+                        side = ps;
+                    }
+                    if take_degree && degree == DEGREE_NONE {
+                        degree = pd;
+                    }
+                }
+                apply_details(out, &e.mentions, code, side, degree);
+                prev = if e.mentions.iter().any(|t| SIDED[t.obs as usize]) {
+                    Some((p, side, degree))
+                } else {
+                    None
+                };
+            } else {
+                apply(&mut out.labels, &e.mentions, code);
+                prev = None;
+            }
+        }
+        if e.is_desc() {
+            let mut mods = Mods::default();
+            if let Some(c) = desc_code_mods(r, units, p, e.desc_group, &mut mods) {
+                if c != NEGATIVE {
+                    let (side, degree) = details::details_of(r, units, &[p], mods.as_slice());
+                    apply_details(out, &e.desc_targets, c, side, degree);
+                } else {
+                    apply(&mut out.labels, &e.desc_targets, c);
+                }
             }
         }
     }

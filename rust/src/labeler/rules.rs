@@ -40,6 +40,18 @@ pub const MOD_NORMAL: u8 = 2;
 pub const MOD_UNCERTAIN: u8 = 3;
 pub const MOD_STABLE: u8 = 4;
 
+// detail flags (`Info::dflags`): the roles of the detail sections
+pub const D_PAIRED: u8 = 1;
+pub const D_LOCUS: u8 = 2;
+pub const D_JOIN: u8 = 4;
+pub const D_ASSOC: u8 = 8;
+pub const D_STOP: u8 = 16;
+pub const D_UNSIDED: u8 = 32;
+
+/// Most words `detail_window` may cover (a mention's detail scans keep no buffers, but a window this
+/// wide already spans a whole sentence).
+pub const MAX_DETAIL_WINDOW: usize = 16;
+
 pub const HEADER_NONE: u8 = 0;
 pub const HEADER_KEEP: u8 = 1;
 pub const HEADER_SKIP: u8 = 2;
@@ -74,6 +86,12 @@ pub struct Entry {
     pub connect: bool,
     pub copula: bool,
     pub conj: bool,
+    /// side bits this phrase states (`@side left|right|bilateral`)
+    pub side: u8,
+    /// `D_*` flags
+    pub dflags: u8,
+    /// degree this phrase states (`@degree`)
+    pub degree: u8,
 }
 
 impl Entry {
@@ -96,6 +114,7 @@ pub struct Params {
     pub near_window: usize,
     pub desc_window: usize,
     pub prenominal_skip: usize,
+    pub detail_window: usize,
 }
 
 /// The hot part of an entry, packed for the scope scans.
@@ -111,6 +130,9 @@ pub struct Info {
     pub conj: bool,
     pub desc_group: u8,
     pub mods: [u8; MAX_GROUPS],
+    pub side: u8,
+    pub dflags: u8,
+    pub degree: u8,
 }
 
 impl Info {
@@ -210,9 +232,33 @@ fn valid_token(t: &str) -> bool {
 
 /// Every `@` section the parser knows (`@param` is read on its own line).
 const SECTION_KINDS: &[&str] = &[
-    "abbrev", "mention", "desc", "mod", "trigger", "term", "clause", "pseudo", "ignore", "header",
-    "skipword", "connect", "copula", "conj",
+    "abbrev",
+    "mention",
+    "desc",
+    "mod",
+    "trigger",
+    "term",
+    "clause",
+    "pseudo",
+    "ignore",
+    "header",
+    "skipword",
+    "connect",
+    "copula",
+    "conj",
+    "side",
+    "degree",
+    "locus",
+    "join",
+    "assoc",
+    "detailstop",
+    "unsided",
 ];
+
+/// `@side` arguments and the side bits they give (`paired` sets `D_PAIRED` instead).
+const SIDE_ARGS: [(&str, u8); 3] = [("left", 1), ("right", 2), ("bilateral", 3)];
+/// `@degree` arguments and their ordinal codes (`observations::DEGREE_*`).
+const DEGREE_ARGS: [(&str, u8); 3] = [("mild", 1), ("moderate", 2), ("severe", 3)];
 
 fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
     let mut out = Vec::new();
@@ -398,6 +444,46 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             "connect" => e.connect = true,
             "copula" => e.copula = true,
             "conj" => e.conj = true,
+            "side" => {
+                if arg == "paired" {
+                    e.dflags |= D_PAIRED;
+                } else {
+                    let bits = SIDE_ARGS
+                        .iter()
+                        .find(|(n, _)| n == arg)
+                        .map(|(_, b)| *b)
+                        .ok_or_else(|| {
+                            format!("line {lineno}: @side must be left, right, bilateral or paired, got {arg:?}")
+                        })?;
+                    if e.side != 0 && e.side != bits {
+                        return Err(format!("line {lineno}: {line:?} has two sides"));
+                    }
+                    e.side = bits;
+                }
+                if e.side != 0 && e.dflags & D_PAIRED != 0 {
+                    return Err(format!("line {lineno}: {line:?} has two sides"));
+                }
+            }
+            "degree" => {
+                let code = DEGREE_ARGS
+                    .iter()
+                    .find(|(n, _)| n == arg)
+                    .map(|(_, c)| *c)
+                    .ok_or_else(|| {
+                        format!(
+                            "line {lineno}: @degree must be mild, moderate or severe, got {arg:?}"
+                        )
+                    })?;
+                if e.degree != 0 && e.degree != code {
+                    return Err(format!("line {lineno}: {line:?} has two degrees"));
+                }
+                e.degree = code;
+            }
+            "locus" => e.dflags |= D_LOCUS,
+            "join" => e.dflags |= D_JOIN,
+            "assoc" => e.dflags |= D_ASSOC,
+            "detailstop" => e.dflags |= D_STOP,
+            "unsided" => e.dflags |= D_UNSIDED,
             other => return Err(format!("line {lineno}: unknown section @{other}")),
         }
     }
@@ -461,7 +547,14 @@ pub fn parse(text: &str) -> Result<Rules, String> {
         near_window: get("near_window")?,
         desc_window: get("desc_window")?,
         prenominal_skip: get("prenominal_skip")?,
+        detail_window: get("detail_window")?,
     };
+    if params.detail_window == 0 || params.detail_window > MAX_DETAIL_WINDOW {
+        return Err(format!(
+            "line {}: detail_window must be between 1 and {MAX_DETAIL_WINDOW}",
+            param_line.get("detail_window").copied().unwrap_or(n_lines)
+        ));
+    }
 
     if params.desc_window + 2 > MAX_GROUPS * 2 {
         // scope::desc_code keeps at most 16 modifiers; a cluster never exceeds desc_window + 1
@@ -547,6 +640,9 @@ pub fn parse(text: &str) -> Result<Rules, String> {
             conj: e.conj,
             desc_group: e.desc_group,
             mods: e.mods,
+            side: e.side,
+            dflags: e.dflags,
+            degree: e.degree,
         })
         .collect();
     Ok(Rules {
@@ -584,7 +680,7 @@ mod tests {
 
     #[test]
     fn bad_rules_rejected() {
-        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n";
+        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n@param detail_window 1\n";
         assert!(parse(&format!("{base}@mention Nope\nx\n")).is_err());
         assert!(parse(&format!("{base}@mention Edema\nBad Token\n")).is_err());
         assert!(parse(&format!("{base}@trigger maybe\nx\n")).is_err());
@@ -598,15 +694,21 @@ mod tests {
     #[test]
     fn every_error_names_its_line() {
         // build.rs turns "line N: ..." into "mrgfast/reference/rules.txt:N: error: ..."
-        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n";
+        let base = "@param pre_window 1\n@param post_window 1\n@param or_window 1\n@param or_window_before 1\n@param near_window 1\n@param desc_window 1\n@param prenominal_skip 1\n@param detail_window 1\n";
         let cases = [
-            (format!("{base}@mention Edema\nedema\nBad Token\n"), 10),
-            (format!("{base}@mention Nope\nx\n"), 9),
-            (format!("{base}@trigger neg_pre\nx\n@term\nx\n"), 9),
-            (format!("{base}@mod nogroup=normal\nx\n"), 9),
-            (format!("{base}@mention Edema\n\nedema\n@bogus\ny\n"), 11),
-            (format!("{base}@bogus\n@mention Edema\nedema\n"), 8),
+            (format!("{base}@mention Edema\nedema\nBad Token\n"), 11),
+            (format!("{base}@mention Nope\nx\n"), 10),
+            (format!("{base}@trigger neg_pre\nx\n@term\nx\n"), 10),
+            (format!("{base}@mod nogroup=normal\nx\n"), 10),
+            (format!("{base}@mention Edema\n\nedema\n@bogus\ny\n"), 12),
+            (format!("{base}@bogus\n@mention Edema\nedema\n"), 9),
             ("@mention Edema\nedema\n".to_string(), 2),
+            (format!("{base}@side up\nx\n"), 10),
+            (format!("{base}@side left\nx\n@side right\nx\n"), 12),
+            (format!("{base}@side left\nx\n@side paired\nx\n"), 12),
+            (format!("{base}@degree huge\nx\n"), 10),
+            (format!("{base}@degree mild\nx\n@degree severe\nx\n"), 12),
+            (base.replace("detail_window 1", "detail_window 17"), 8),
         ];
         for (text, line) in cases {
             let err = parse(&text).err().expect("must fail");

@@ -240,14 +240,40 @@ pub fn prenominal(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<usiz
 /// bounds it anyway).
 const MAX_MODS: usize = 16;
 
+/// The modifiers a descriptor reading used (their scopes hold its details).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mods {
+    pub at: [usize; MAX_MODS],
+    pub n: usize,
+}
+
+impl Mods {
+    #[inline]
+    pub fn as_slice(&self) -> &[usize] {
+        &self.at[..self.n]
+    }
+}
+
 /// Code of the descriptor at `p` from its modifiers, or None when it has none.
+#[inline]
 pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
+    desc_code_mods(r, units, p, group, &mut Mods::default())
+}
+
+/// `desc_code`, and the positions of the modifiers it used in `out`.
+pub fn desc_code_mods(
+    r: &Rules,
+    units: &[Unit],
+    p: usize,
+    group: u8,
+    out: &mut Mods,
+) -> Option<i8> {
     let win = r.params.desc_window;
-    let mut mods = [0usize; MAX_MODS];
-    let mut n = 0usize;
+    let Mods { at: mods, n } = out;
+    *n = 0;
     if let Some(q) = prenominal(r, units, p, group) {
         mods[0] = q;
-        n = 1;
+        *n = 1;
     } else {
         // forward: the first modifier cluster after the descriptor
         let mut found = false;
@@ -266,9 +292,9 @@ pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
             }
             let c = e.map(|e| e.mod_class(group)).unwrap_or(MOD_NONE);
             if c != MOD_NONE {
-                if n < MAX_MODS {
-                    mods[n] = q;
-                    n += 1;
+                if *n < MAX_MODS {
+                    mods[*n] = q;
+                    *n += 1;
                 }
                 found = true;
             } else if found {
@@ -298,7 +324,7 @@ pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
                     }
                     if e.mod_class(group) != MOD_NONE {
                         mods[0] = q;
-                        n = 1;
+                        *n = 1;
                         break;
                     }
                 }
@@ -308,13 +334,13 @@ pub fn desc_code(r: &Rules, units: &[Unit], p: usize, group: u8) -> Option<i8> {
             }
         }
     }
-    if n == 0 {
+    if *n == 0 {
         return None;
     }
     let mut abnormal = BLANK;
     let mut any_abnormal = false;
     let (mut normal, mut weak) = (false, false);
-    for &q in &mods[..n] {
+    for &q in &mods[..*n] {
         let c = entry(r, units[q])
             .map(|e| e.mod_class(group))
             .unwrap_or(MOD_NONE);

@@ -1,8 +1,8 @@
 //! Unit tests of the labeler on real report phrasing, plus a proptest fuzz (no panic, valid
 //! codes, linear time on long inputs).
 
-use super::label_report;
-use crate::observations::{index_of, Labels, BLANK, N_OBS};
+use super::{label_report, label_report_details};
+use crate::observations::{index_of, Labels, BLANK, N_OBS, SIDED};
 use proptest::prelude::*;
 
 fn codes(text: &str) -> Vec<(&'static str, i8)> {
@@ -25,6 +25,128 @@ fn check(text: &str, want: &[(&str, i8)]) {
         expect[index_of(name).expect("observation")] = c;
     }
     assert_eq!(l, expect, "{text:?}: got {:?}", codes(text));
+}
+
+/// (code, side, degree) of one observation with details.
+#[track_caller]
+fn detail(text: &str, name: &str) -> (i8, i8, i8) {
+    let d = label_report_details(text);
+    let i = index_of(name).expect("observation");
+    (d.labels[i], d.sides[i], d.degrees[i])
+}
+
+#[test]
+fn details_from_the_phrase_and_its_scope() {
+    // (text, observation, code, side 0/1 left/2 right/3 bilateral, degree 0/1 mild/2 moderate/3 severe)
+    let cases: &[(&str, &str, i8, i8, i8)] = &[
+        ("Left basilar opacity.", "Lung Opacity", 1, 1, 0),
+        ("Opacity at the right base.", "Lung Opacity", 1, 2, 0),
+        ("Bilateral effusions.", "Pleural Effusion", 1, 3, 0),
+        ("Small left effusion.", "Pleural Effusion", 1, 1, 1),
+        (
+            "Effusions, left greater than right.",
+            "Pleural Effusion",
+            1,
+            3,
+            0,
+        ),
+        ("Pleural effusions.", "Pleural Effusion", 1, 3, 0),
+        (
+            "Small right pleural effusions.",
+            "Pleural Effusion",
+            1,
+            2,
+            1,
+        ),
+        (
+            "Moderate to large left pleural effusion.",
+            "Pleural Effusion",
+            1,
+            1,
+            3,
+        ),
+        ("Basilar atelectasis.", "Atelectasis", 1, 3, 0),
+        (
+            "Left effusion and right pneumothorax.",
+            "Pneumothorax",
+            1,
+            2,
+            0,
+        ),
+        (
+            "Left effusion and right pneumothorax.",
+            "Pleural Effusion",
+            1,
+            1,
+            0,
+        ),
+        (
+            "Pneumothorax at the left apex and right chest tube.",
+            "Support Devices",
+            1,
+            2,
+            0,
+        ),
+        (
+            "Pneumothorax at the left apex and right chest tube.",
+            "Pneumothorax",
+            1,
+            1,
+            0,
+        ),
+        (
+            "Pacemaker with leads in the right atrium.",
+            "Support Devices",
+            1,
+            0,
+            0,
+        ),
+        (
+            "Mild left basilar opacity, likely atelectasis.",
+            "Atelectasis",
+            -1,
+            1,
+            1,
+        ),
+        (
+            "Large right effusion with adjacent atelectasis.",
+            "Atelectasis",
+            1,
+            2,
+            0,
+        ),
+        ("The heart is mildly enlarged.", "Cardiomegaly", 1, 0, 1),
+        (
+            "Left heart border, mild cardiomegaly.",
+            "Cardiomegaly",
+            1,
+            0,
+            1,
+        ),
+        (
+            "Heart size remains slightly large.",
+            "Cardiomegaly",
+            1,
+            0,
+            1,
+        ),
+        (
+            "No right effusion. Small left effusion.",
+            "Pleural Effusion",
+            1,
+            1,
+            1,
+        ),
+        ("No left pneumothorax.", "Pneumothorax", 0, 0, 0),
+        ("Healed fracture of the right 6th rib.", "Fracture", 1, 2, 0),
+    ];
+    for &(text, obs, code, side, degree) in cases {
+        assert_eq!(
+            detail(text, obs),
+            (code, side, degree),
+            "{text:?} {obs}: (code, side, degree)"
+        );
+    }
 }
 
 #[test]
@@ -284,6 +406,19 @@ proptest! {
             prop_assert!(l.iter().all(|c| *c == BLANK));
         } else {
             prop_assert!(l[0] == 1 || l[0] == BLANK);
+        }
+    }
+
+    #[test]
+    fn fuzz_details_keep_the_codes(ws in prop::collection::vec((prop::sample::select(WORDS), prop::sample::select(vec![" ", ", ", ". ", " left ", " right ", " bilateral ", " small ", " at the ", " and ", " with "])), 0..80)) {
+        let text: String = ws.into_iter().map(|(w, sep)| format!("{w}{sep}")).collect();
+        let d = label_report_details(&text);
+        prop_assert_eq!(d.labels, label_report(&text));
+        for (i, &sided) in SIDED.iter().enumerate() {
+            let present = matches!(d.labels[i], 1 | -1);
+            prop_assert!((0..=3).contains(&d.sides[i]) && (0..=3).contains(&d.degrees[i]));
+            prop_assert!(present || (d.sides[i] == 0 && d.degrees[i] == 0));
+            prop_assert!(sided || d.sides[i] == 0);
         }
     }
 
