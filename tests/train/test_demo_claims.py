@@ -13,7 +13,10 @@ import json
 from mrgfast.train.config import build_config
 from mrgfast.train.run import run
 
-MIN_MCCS_GAIN = 0.05  # GRPO minus SFT held-out mean MCCS; the README's band is far above it
+# GRPO minus SFT held-out mean MCCS. Measured 2026-12-04 (README, "Tiny demo"): seed 0 +0.128 here and +0.166 on
+# another machine; over seeds 0-3 and --threads 1/2 the smallest gain was +0.037 (seed 2), so the margin sits below
+# the whole band, not only seed 0's.
+MIN_MCCS_GAIN = 0.03
 MIN_FORMAT_RATE = 0.95  # held-out share of completions with the <think>/<report> format, after each stage
 
 
