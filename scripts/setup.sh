@@ -38,7 +38,10 @@ fi
 # the lock is complete (every dependency is a line of it), and verl/OpenRLHF are locked without theirs.
 pip_version=$(sed -n 's/^pip==\([^ ;\\]*\).*/\1/p' "$lock" | head -n 1)
 $py -m pip install -q "pip==$pip_version"
-$py -m pip install -q --require-hashes --no-deps -r "$lock"
+# pip's HTTP cache may hold an index page older than the lock (seen 2026-12-04: regex 2026.12.2, two days old,
+# "not found" through the cache, installed without it): on a failure, read the index afresh once.
+$py -m pip install -q --require-hashes --no-deps -r "$lock" \
+  || { echo "setup.sh: retrying without pip's cache" >&2; $py -m pip install -q --no-cache-dir --require-hashes --no-deps -r "$lock"; }
 stray=$($py scripts/lockcheck.py --lock "$lock" --extras)
 if [ -n "$stray" ]; then
   echo "setup.sh: removing packages the lock does not name: $(echo "$stray" | tr '\n' ' ')"
