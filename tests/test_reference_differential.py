@@ -115,6 +115,9 @@ SENTENCES = [
     "The heart is mildly enlarged, left greater than right.",
     "Blunting of both costophrenic angles. Basilar atelectasis.",
     "Healed fracture of the right 6th rib. Left IJ line.",
+    "Mild left basal opacity, atelectasis or infiltrate.",
+    "Left basilar atelectasis versus infiltrate. Retrocardiac density compatible with hiatal hernia.",
+    "Cardiomegaly and retrocardiac density due to the known hiatal hernia.",
 ]
 
 

@@ -36,6 +36,7 @@ ROLE_CODE = {
     "unc_pre": UNCERTAIN,
     "unc_post": UNCERTAIN,
     "unc_or": UNCERTAIN,
+    "neg_near_post": NEGATIVE,
 }
 ROLE_RANK = {"strong": 0, "neg": 1, "unc": 2}
 
@@ -92,10 +93,15 @@ def _decider(code: int, found: list[dict[str, str]]) -> str:
     return "?"
 
 
-def _apply_flags(code: int, u_flag: bool, p_flag: bool, noun: str) -> tuple[int | None, str | None]:
-    """The code a rule's flags leave of ``code``, and the note saying why (``noun``: what one reading is)."""
+def _apply_flags(
+    code: int, u_flag: bool, p_flag: bool, h_flag: bool, head: bool, noun: str
+) -> tuple[int | None, str | None]:
+    """The code a rule's flags leave of ``code``, and the note saying why (``noun``: what one reading is;
+    ``head``: no finding mention came before it in its sentence)."""
     if p_flag and code == NEGATIVE:
         return None, f"flag p: a negative {noun} is not counted"
+    if h_flag and not head:
+        return None, f"flag h: counted only when it heads its sentence (a finding is named before this {noun})"
     if u_flag and code == POSITIVE:
         return UNCERTAIN, f"flag u: a positive {noun} counts as uncertain"
     return code, None
@@ -135,10 +141,13 @@ def explain(text: str) -> dict[str, Any]:
         for s_idx, (U, words) in enumerate(zip(ref.sentences(r, text, texts), texts)):
             sentence = " ".join(words)
             prev: tuple[int, int, int] | None = None  # as ref._label: the last present sided mention
+            head = True  # as ref._label: no finding mention before this unit in the sentence
             for p, u in enumerate(U):
                 e = ref._entry_of(u)
                 if e is None:
                     continue
+                first = head
+                head = head and not e.mentions
                 # (targets, code, trace, what a reading is called, kind, section, details)
                 readings = []
                 if e.mentions:
@@ -158,7 +167,7 @@ def explain(text: str) -> dict[str, Any]:
                                 degree = prev[2]
                                 inherited["degree"] = (prev[0], DEGREE_NAMES[degree])
                         det = (side, degree, _details(U, words, dtrace, inherited))
-                        prev = (p, side, degree) if any(ref.SIDED[o] for o, _, _ in e.mentions) else None
+                        prev = (p, side, degree) if any(ref.SIDED[t[0]] for t in e.mentions) else None
                     else:
                         prev = None
                     readings.append((e.mentions, code, trace, "mention of this phrase", "mention", "@mention", det))
@@ -176,8 +185,8 @@ def explain(text: str) -> dict[str, Any]:
                         readings.append((e.desc_targets, code, trace, "reading", kind, "@desc", det))
                 for targets, code, trace, noun, kind, section, det in readings:
                     found = _triggers(U, words, trace)
-                    for obs, u_flag, p_flag in targets:
-                        c, note = _apply_flags(code, u_flag, p_flag, noun)
+                    for obs, u_flag, p_flag, h_flag in targets:
+                        c, note = _apply_flags(code, u_flag, p_flag, h_flag, first, noun)
                         call = {
                             "sentence": s_idx + 1,
                             "sentence_text": sentence,

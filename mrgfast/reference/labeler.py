@@ -57,7 +57,17 @@ MAX_DETAIL_WINDOW = 16  # rules.rs MAX_DETAIL_WINDOW
 
 RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.txt")
 
-TRIGGER_ROLES = ("neg_pre", "neg_post", "unc_pre", "unc_post", "strong_pre", "strong_post", "strong_near", "unc_or")
+TRIGGER_ROLES = (
+    "neg_pre",
+    "neg_post",
+    "unc_pre",
+    "unc_post",
+    "strong_pre",
+    "strong_post",
+    "strong_near",
+    "unc_or",
+    "neg_near_post",
+)
 MOD_CLASSES = ("abnormal", "normal", "uncertain", "stable")
 # every @ section of the format (``@param`` is read on its own line), as the Rust parser knows them
 SECTION_KINDS = (
@@ -138,9 +148,9 @@ class Entry:
     def __init__(self, tokens: tuple[str, ...], prefix: bool):
         self.tokens = tokens
         self.prefix = prefix
-        self.mentions: list[tuple[int, bool, bool]] = []  # (observation, u flag, p flag)
+        self.mentions: list[tuple[int, bool, bool, bool]] = []  # (observation, u flag, p flag, h flag)
         self.desc_group: str | None = None
-        self.desc_targets: list[tuple[int, bool, bool]] = []
+        self.desc_targets: list[tuple[int, bool, bool, bool]] = []
         self.mods: dict[str, str] = {}  # group (or "*") -> class
         self.triggers: set = set()
         self.term = False
@@ -229,16 +239,16 @@ class Rules:
         return self.entries[key]
 
     @staticmethod
-    def _targets(specs: Sequence[str], lineno: int) -> list[tuple[int, bool, bool]]:
+    def _targets(specs: Sequence[str], lineno: int) -> list[tuple[int, bool, bool, bool]]:
         out = []
         for spec in specs:
             spec = spec.strip()
             name, _, flags = spec.partition(":")
             if name not in OBSERVATIONS or name == "No Finding":
                 raise ValueError(f"rules.txt:{lineno}: unknown observation {name!r}")
-            if set(flags) - set("up"):
+            if set(flags) - set("uph"):
                 raise ValueError(f"rules.txt:{lineno}: unknown flags {flags!r}")
-            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags))
+            out.append((OBSERVATIONS.index(name), "u" in flags, "p" in flags, "h" in flags))
         return out
 
     def _add(self, section: list[str], phrase: str, lineno: int) -> None:
@@ -591,6 +601,9 @@ def code_at(r: Rules, U: list, p: int, trace: list | None = None) -> int:
                 if "unc_or" in t and d <= or_wb and not seen_mention:
                     unc = True
                     fired.append("unc_or")
+                if "neg_near_post" in t and d <= near_w and not seen_mention:
+                    neg = True
+                    fired.append("neg_near_post")
                 if trace is not None:
                     trace.extend((role, q) for role in fired)
             if e.mentions:
@@ -745,10 +758,12 @@ def aggregate(current: int, new: int) -> int:
     return new if _PRIORITY.get(new, 0) > _PRIORITY.get(current, 0) else current
 
 
-def _apply(labels: list[int], targets, code: int) -> None:
-    for obs, u_flag, p_flag in targets:
+def _apply(labels: list[int], targets, code: int, head: bool) -> None:
+    """Aggregate one reading's ``code`` into each target after its flags (``head``: no finding mention came
+    before this one in its sentence, for flag h)."""
+    for obs, u_flag, p_flag, h_flag in targets:
         c = code
-        if p_flag and c == NEGATIVE:
+        if (p_flag and c == NEGATIVE) or (h_flag and not head):
             continue
         if u_flag and c == POSITIVE:
             c = UNCERTAIN
@@ -923,12 +938,12 @@ def _inherits(U: list, q0: int, p: int, window: int) -> tuple[bool, bool]:
     return True, not assoc
 
 
-def _apply_details(labels, sides, degrees, targets, code: int, side: int, degree: int) -> None:
+def _apply_details(labels, sides, degrees, targets, code: int, side: int, degree: int, head: bool) -> None:
     """`_apply` that also keeps the details of the mentions that decide each report-level code: a
     mention of higher priority replaces them, one of equal priority adds its sides and degree."""
-    for obs, u_flag, p_flag in targets:
+    for obs, u_flag, p_flag, h_flag in targets:
         c = code
-        if p_flag and c == NEGATIVE:
+        if (p_flag and c == NEGATIVE) or (h_flag and not head):
             continue
         if u_flag and c == POSITIVE:
             c = UNCERTAIN
@@ -964,11 +979,14 @@ def _label(text: str, details: bool) -> tuple[list[int], list[int], list[int]]:
         # the last mention of a sided finding coded present, and its side (a mention that states none
         # may take it: "left basilar opacity, likely atelectasis")
         prev: tuple[int, int] | None = None
+        head = True  # no finding mention before this unit in the sentence (flag h)
         for p, u in enumerate(U):
             e = _entry_of(u)
             if e is None:
                 continue
+            first = head
             if e.mentions:
+                head = False
                 c = code_at(r, U, p)
                 if details and c != NEGATIVE:
                     side, degree = details_of(r, U, (p,))
@@ -978,10 +996,10 @@ def _label(text: str, details: bool) -> tuple[list[int], list[int], list[int]]:
                             side = prev[1]
                         if take_degree and degree == DEGREE_NONE:
                             degree = prev[2]
-                    _apply_details(labels, sides, degrees, e.mentions, c, side, degree)
-                    prev = (p, side, degree) if any(SIDED[obs] for obs, _, _ in e.mentions) else None
+                    _apply_details(labels, sides, degrees, e.mentions, c, side, degree, first)
+                    prev = (p, side, degree) if any(SIDED[t[0]] for t in e.mentions) else None
                 else:
-                    _apply(labels, e.mentions, c)
+                    _apply(labels, e.mentions, c, first)
                     prev = None
             if e.desc_group is not None:
                 mods: list[int] = []
@@ -989,9 +1007,9 @@ def _label(text: str, details: bool) -> tuple[list[int], list[int], list[int]]:
                 if c is not None:
                     if details and c != NEGATIVE:
                         side, degree = details_of(r, U, (p,), mods)
-                        _apply_details(labels, sides, degrees, e.desc_targets, c, side, degree)
+                        _apply_details(labels, sides, degrees, e.desc_targets, c, side, degree, first)
                     else:
-                        _apply(labels, e.desc_targets, c)
+                        _apply(labels, e.desc_targets, c, first)
     finding = any(labels[i] in (POSITIVE, UNCERTAIN) for i in range(1, N_OBS) if i != SUPPORT_DEVICES)
     if not finding:
         labels[NO_FINDING] = POSITIVE

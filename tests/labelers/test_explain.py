@@ -32,6 +32,18 @@ def test_explain_names_trigger_and_rule_line():
     assert "blank: positive or uncertain Atelectasis" in r["observations"]["No Finding"]["why"]
 
 
+def test_explain_shows_flag_h_and_near_negation():
+    r = explain("Mild left basal opacity, atelectasis or infiltrate. Atelectasis or infiltrate at the right base.")
+    calls = r["observations"]["Consolidation"]["calls"]
+    assert [c["code"] for c in calls] == [None, -1]  # the first differential follows a named opacity
+    assert calls[0]["note"].startswith("flag h:") and calls[1]["note"].startswith("flag u:")
+    assert r["observations"]["Consolidation"]["code"] == -1
+    r = explain("Cardiomegaly and retrocardiac density due to hiatal hernia.")
+    density = r["observations"]["Lung Opacity"]["calls"][0]
+    assert density["code"] == 0 and density["decided_by"].startswith('neg_near_post "due to hiatal hernia"')
+    assert r["observations"]["Cardiomegaly"]["code"] == 1
+
+
 def test_explain_agrees_with_engine_on_every_case():
     for case in CASES:
         r = explain(case["text"])

@@ -209,11 +209,13 @@ pub fn match_at(r: &Rules, t: &Tokens, i: usize) -> u32 {
     best
 }
 
+/// Report-level aggregation of one reading's `code` into each target, after the target's flags
+/// (`head`: no finding mention came before this one in its sentence, for flag `h`).
 #[inline]
-fn apply(labels: &mut Labels, targets: &[Target], code: i8) {
+fn apply(labels: &mut Labels, targets: &[Target], code: i8, head: bool) {
     for t in targets {
         let mut c = code;
-        if t.p && c == NEGATIVE {
+        if (t.p && c == NEGATIVE) || (t.h && !head) {
             continue;
         }
         if t.u && c == POSITIVE {
@@ -229,20 +231,24 @@ fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
     let any_trigger = units
         .iter()
         .any(|u| matches!(u, Unit::Entry(id) if r.info[*id as usize].triggers != 0));
+    // no finding mention before the unit in this sentence (flag `h`)
+    let mut head = true;
     for (p, &u) in units.iter().enumerate() {
         let Unit::Entry(id) = u else { continue };
         let e = &r.entries[id as usize];
+        let first = head;
         if !e.mentions.is_empty() {
             let code = if any_trigger {
                 code_at(r, units, p)
             } else {
                 POSITIVE
             };
-            apply(labels, &e.mentions, code);
+            apply(labels, &e.mentions, code, first);
+            head = false;
         }
         if e.is_desc() {
             if let Some(c) = desc_code(r, units, p, e.desc_group) {
-                apply(labels, &e.desc_targets, c);
+                apply(labels, &e.desc_targets, c, first);
             }
         }
     }
@@ -251,10 +257,17 @@ fn sentence(r: &Rules, units: &[Unit], labels: &mut Labels) {
 /// `apply`, keeping the details of the mentions that decide each report-level code: a reading of
 /// higher priority replaces them, one of equal priority adds its sides and degree.
 #[inline]
-fn apply_details(out: &mut Details, targets: &[Target], code: i8, side: i8, degree: i8) {
+fn apply_details(
+    out: &mut Details,
+    targets: &[Target],
+    code: i8,
+    side: i8,
+    degree: i8,
+    head: bool,
+) {
     for t in targets {
         let mut c = code;
-        if t.p && c == NEGATIVE {
+        if (t.p && c == NEGATIVE) || (t.h && !head) {
             continue;
         }
         if t.u && c == POSITIVE {
@@ -282,10 +295,13 @@ fn sentence_details(r: &Rules, units: &[Unit], out: &mut Details) {
         .any(|u| matches!(u, Unit::Entry(id) if r.info[*id as usize].triggers != 0));
     // the last mention of a sided finding coded present: (position, side, degree)
     let mut prev: Option<(usize, i8, i8)> = None;
+    let mut head = true;
     for (p, &u) in units.iter().enumerate() {
         let Unit::Entry(id) = u else { continue };
         let e = &r.entries[id as usize];
+        let first = head;
         if !e.mentions.is_empty() {
+            head = false;
             let code = if any_trigger {
                 code_at(r, units, p)
             } else {
@@ -302,14 +318,14 @@ fn sentence_details(r: &Rules, units: &[Unit], out: &mut Details) {
                         degree = pd;
                     }
                 }
-                apply_details(out, &e.mentions, code, side, degree);
+                apply_details(out, &e.mentions, code, side, degree, first);
                 prev = if e.mentions.iter().any(|t| SIDED[t.obs as usize]) {
                     Some((p, side, degree))
                 } else {
                     None
                 };
             } else {
-                apply(&mut out.labels, &e.mentions, code);
+                apply(&mut out.labels, &e.mentions, code, first);
                 prev = None;
             }
         }
@@ -318,9 +334,9 @@ fn sentence_details(r: &Rules, units: &[Unit], out: &mut Details) {
             if let Some(c) = desc_code_mods(r, units, p, e.desc_group, &mut mods) {
                 if c != NEGATIVE {
                     let (side, degree) = details::details_of(r, units, &[p], mods.as_slice());
-                    apply_details(out, &e.desc_targets, c, side, degree);
+                    apply_details(out, &e.desc_targets, c, side, degree, first);
                 } else {
-                    apply(&mut out.labels, &e.desc_targets, c);
+                    apply(&mut out.labels, &e.desc_targets, c, first);
                 }
             }
         }

@@ -21,8 +21,9 @@ pub const STRONG_PRE: u16 = 16;
 pub const STRONG_POST: u16 = 32;
 pub const STRONG_NEAR: u16 = 64;
 pub const UNC_OR: u16 = 128;
+pub const NEG_NEAR_POST: u16 = 256;
 
-const ROLE_NAMES: [(&str, u16); 8] = [
+const ROLE_NAMES: [(&str, u16); 9] = [
     ("neg_pre", NEG_PRE),
     ("neg_post", NEG_POST),
     ("unc_pre", UNC_PRE),
@@ -31,6 +32,7 @@ const ROLE_NAMES: [(&str, u16); 8] = [
     ("strong_post", STRONG_POST),
     ("strong_near", STRONG_NEAR),
     ("unc_or", UNC_OR),
+    ("neg_near_post", NEG_NEAR_POST),
 ];
 
 // modifier classes (0 = not a modifier for that group)
@@ -66,6 +68,8 @@ pub struct Target {
     pub u: bool,
     /// counted only when positive or uncertain
     pub p: bool,
+    /// counted only when the mention heads its sentence (no finding mention before it there)
+    pub h: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -273,13 +277,14 @@ fn targets(specs: &[&str], lineno: usize) -> Result<Vec<Target>, String> {
             .position(|o| *o == name)
             .filter(|&i| i != 0)
             .ok_or_else(|| format!("line {lineno}: unknown observation {name:?}"))?;
-        if flags.chars().any(|c| c != 'u' && c != 'p') {
+        if flags.chars().any(|c| !matches!(c, 'u' | 'p' | 'h')) {
             return Err(format!("line {lineno}: unknown flags {flags:?}"));
         }
         out.push(Target {
             obs: obs as u8,
             u: flags.contains('u'),
             p: flags.contains('p'),
+            h: flags.contains('h'),
         });
     }
     Ok(out)
@@ -709,7 +714,23 @@ mod tests {
             (format!("{base}@degree huge\nx\n"), 10),
             (format!("{base}@degree mild\nx\n@degree severe\nx\n"), 12),
             (base.replace("detail_window 1", "detail_window 17"), 8),
+            (
+                format!("{base}@mention Edema\nedema\n@mention Consolidation:ux\nx\n"),
+                12,
+            ),
+            (format!("{base}@trigger neg_near\nx\n"), 10),
         ];
+        // the flags and roles that do exist parse
+        let good = format!("{base}@mention Consolidation:uph\nx y\n@trigger neg_near_post\nz\n");
+        let r = parse(&good).expect("valid rules");
+        let e = r
+            .entries
+            .iter()
+            .find(|e| e.tokens == ["x", "y"])
+            .expect("x y");
+        assert!(e.mentions[0].h && e.mentions[0].u && e.mentions[0].p);
+        let z = r.entries.iter().find(|e| e.tokens == ["z"]).expect("z");
+        assert_eq!(z.triggers, NEG_NEAR_POST);
         for (text, line) in cases {
             let err = parse(&text).err().expect("must fail");
             assert!(

@@ -145,6 +145,9 @@ pub fn code_at(r: &Rules, units: &[Unit], p: usize) -> i8 {
                 if t & UNC_OR != 0 && d <= pr.or_window_before && !seen_mention {
                     unc = true;
                 }
+                if t & NEG_NEAR_POST != 0 && d <= pr.near_window && !seen_mention {
+                    neg = true;
+                }
             }
             if e.mention {
                 seen_mention = true;

@@ -225,6 +225,60 @@ fn uncertainty() {
 }
 
 #[test]
+fn differential_heading_its_sentence() {
+    // flag h: the atelectasis / infiltrate differential adds Consolidation only as the sentence's first finding
+    check(
+        "Left basilar atelectasis versus infiltrate.",
+        &[
+            ("Lung Opacity", -1),
+            ("Atelectasis", -1),
+            ("Consolidation", -1),
+        ],
+    );
+    check(
+        "Left basilar opacity, atelectasis versus infiltrate.",
+        &[
+            ("Lung Opacity", 1),
+            ("Atelectasis", -1),
+            ("Consolidation", BLANK),
+        ],
+    );
+    check(
+        "Small effusion. Infiltrate or atelectasis at the right base.",
+        &[
+            ("Pleural Effusion", 1),
+            ("Lung Opacity", -1),
+            ("Atelectasis", -1),
+            ("Consolidation", -1),
+        ],
+    );
+    check(
+        "No atelectasis or infiltrate.",
+        &[("Atelectasis", 0), ("Lung Opacity", 0), ("No Finding", 1)],
+    );
+    // the details path reads the same codes
+    let d =
+        label_report_details("Hazy opacity, atelectasis or infiltrate. Atelectasis or infiltrate.");
+    assert_eq!(get(&d.labels, "Consolidation"), -1);
+    let d = label_report_details("Hazy opacity, atelectasis or infiltrate.");
+    assert_eq!(get(&d.labels, "Consolidation"), BLANK);
+}
+
+#[test]
+fn explained_as_hiatal_hernia() {
+    // neg_near_post: negative for the one mention just before
+    check(
+        "Retrocardiac density compatible with hiatal hernia.",
+        &[("Lung Opacity", 0), ("No Finding", 1)],
+    );
+    check(
+        "Cardiomegaly and retrocardiac density due to the known hiatal hernia.",
+        &[("Cardiomegaly", 1), ("Lung Opacity", 0)],
+    );
+    check("Cardiomegaly and hiatal hernia.", &[("Cardiomegaly", 1)]);
+}
+
+#[test]
 fn pseudo_negations_negate_nothing() {
     check(
         "No change in the small left pneumothorax.",
