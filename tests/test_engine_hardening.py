@@ -103,6 +103,8 @@ def test_ctrl_c_stops_a_long_batch_promptly():
     r = _python(
         """
         import os, signal, threading, time, mrgfast
+        # Python leaves SIGINT ignored when its parent ignored it (a shell's background job): Ctrl-C's handler
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         reports = ["There is a small left pleural effusion and mild cardiomegaly."] * 3_000_000
         mrgfast.label(reports[:100])
         sent = []
